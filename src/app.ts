@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import { installErrorHandling } from './http/error-handler.js'
+import { installRequestMetrics } from './http/request-labels.js'
+import { healthRoutes } from './http/routes/health.js'
+import { inferRoutes } from './http/routes/infer.js'
+import { metricsRoute } from './http/routes/metrics.js'
+import { modelRoutes } from './http/routes/models.js'
+import { InferenceService } from './inference-service.js'
+import type { ModelRegistry } from './inference/model-registry.js'
+import type { ServerState } from './lifecycle/server-state.js'
+import type { Metrics } from './metrics.js'
+import { PACKAGE_VERSION } from './version.js'
+
+export interface AppDeps {
+  readonly models: ModelRegistry
+  readonly metrics: Metrics
+  readonly state: ServerState
+  readonly log: Logger
+}
+
+/** Wires plugins and routes; `main.ts` and the tests both build the server through this. */
+export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: config.maxBodyBytes,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    forceCloseConnections: 'idle',
+    genReqId: () => randomUUID(),
+    // Per-request access logs cost more than an inference at these rates; errors are logged where they happen.
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 300 }
+  })
+  app.removeContentTypeParser('text/plain')
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  installErrorHandling(app, config)
+  installRequestMetrics(app, deps.metrics)
+
+  const service = new InferenceService(deps.metrics)
+  await app.register(healthRoutes, { state: deps.state, version: PACKAGE_VERSION })
+  await app.register(metricsRoute, { metrics: deps.metrics })
+  await app.register(modelRoutes, { models: deps.models })
+  await app.register(inferRoutes, { models: deps.models, service, state: deps.state })
+  return app
+}

@@ -1,0 +1,30 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { RETRY_AFTER_SECONDS } from '../errors.js'
+
+/**
+ * One place that turns errors into `{"error": "..."}` replies. Client errors keep
+ * their message (it names what is wrong); unexpected server errors are logged and
+ * answered without internals.
+ */
+/** Fastify's own messages for these say less than a client needs to fix the request. */
+function describe (error: FastifyError, contentType: string | undefined, maxBodyBytes: number): string | undefined {
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return `content type ${contentType === undefined ? '(none)' : JSON.stringify(contentType.slice(0, 100))} is not supported; send application/json`
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `request body exceeds the limit of ${maxBodyBytes} bytes (MAX_BODY_BYTES)`
+  return undefined
+}
+
+export function installErrorHandling (app: FastifyInstance, { maxBodyBytes }: { maxBodyBytes: number }): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    const ours = typeof error.code === 'string' && (error.code.startsWith('SPOTGATE_') || error.code.startsWith('FST_'))
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    if (status === 429 || status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+    const message = describe(error, request.headers['content-type'], maxBodyBytes) ?? (ours || status < 500 ? error.message : 'internal server error')
+    return reply.code(status).send({ error: message })
+  })
+  app.setNotFoundHandler((request, reply) => {
+    return reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}` })
+  })
+}

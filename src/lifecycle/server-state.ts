@@ -1,0 +1,51 @@
+import { EventEmitter } from 'node:events'
+import type { Metrics } from '../metrics.js'
+
+export type Phase = 'starting' | 'ready' | 'draining' | 'stopped'
+
+/**
+ * Where the instance is in its life: starting ──▶ ready ──▶ draining ──▶ stopped.
+ * Readiness also needs every registered check to pass (the journal, for one).
+ */
+export class ServerState extends EventEmitter {
+  private current: Phase = 'starting'
+  private readonly checks: Array<() => string | undefined> = []
+
+  constructor (private readonly metrics: Metrics) {
+    super()
+    metrics.setReadinessProbe(() => this.unreadyReasons().length === 0)
+    metrics.draining.set(0)
+  }
+
+  get phase (): Phase {
+    return this.current
+  }
+
+  get draining (): boolean {
+    return this.current === 'draining' || this.current === 'stopped'
+  }
+
+  /** A check returns why the instance is not ready, or undefined when it is fine. */
+  addReadinessCheck (check: () => string | undefined): void {
+    this.checks.push(check)
+  }
+
+  unreadyReasons (): string[] {
+    const reasons: string[] = []
+    if (this.current === 'starting') reasons.push('models are loading')
+    if (this.current === 'draining') reasons.push('draining')
+    if (this.current === 'stopped') reasons.push('stopped')
+    for (const check of this.checks) {
+      const reason = check()
+      if (reason !== undefined) reasons.push(reason)
+    }
+    return reasons
+  }
+
+  enter (phase: Phase): void {
+    if (phase === this.current) return
+    this.current = phase
+    this.metrics.draining.set(this.draining ? 1 : 0)
+    this.emit('phase', phase)
+  }
+}
