@@ -10,6 +10,7 @@ import { metricsRoute } from './http/routes/metrics.js'
 import { modelRoutes } from './http/routes/models.js'
 import { InferenceService } from './inference-service.js'
 import type { ModelRegistry } from './inference/model-registry.js'
+import type { Journal } from './journal/journal.js'
 import type { ServerState } from './lifecycle/server-state.js'
 import type { Metrics } from './metrics.js'
 import { PACKAGE_VERSION } from './version.js'
@@ -19,6 +20,7 @@ export interface AppDeps {
   readonly metrics: Metrics
   readonly state: ServerState
   readonly log: Logger
+  readonly journal: Journal
 }
 
 /** Wires plugins and routes; `main.ts` and the tests both build the server through this. */
@@ -37,13 +39,14 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
+  deps.state.addReadinessCheck(() => deps.journal.unavailableReason())
   installErrorHandling(app, config)
   installRequestMetrics(app, deps.metrics)
 
-  const service = new InferenceService(deps.metrics)
+  const service = new InferenceService({ journal: deps.journal, metrics: deps.metrics, log: deps.log, instanceId: config.instanceId, idempotencyWaitMs: config.idempotencyWaitMs })
   await app.register(healthRoutes, { state: deps.state, version: PACKAGE_VERSION })
   await app.register(metricsRoute, { metrics: deps.metrics })
   await app.register(modelRoutes, { models: deps.models })
-  await app.register(inferRoutes, { models: deps.models, service, state: deps.state })
+  await app.register(inferRoutes, { models: deps.models, service, state: deps.state, maxPollWaitMs: config.maxPollWaitMs })
   return app
 }

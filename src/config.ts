@@ -22,6 +22,7 @@ const schema = {
     MODEL_REPOSITORY: { type: 'string', minLength: 1, default: './models' },
     REDIS_URL: { type: 'string', pattern: '^(rediss?://\\S+)?$' },
     REDIS_COMMAND_TIMEOUT_MS: integer(1000, 10),
+    JOURNAL_NAMESPACE: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'default' },
     INSTANCE_ID: { type: 'string', pattern: '^[A-Za-z0-9._:-]{0,128}$' },
     EXECUTION_PROVIDERS: { type: 'string', pattern: '^\\s*(cuda|cpu)\\s*(,\\s*(cuda|cpu)\\s*)*$', default: 'cuda,cpu' },
     CUDA_DEVICE_ID: integer(0, 0, 255),
@@ -55,6 +56,7 @@ export interface Config {
   readonly modelRepository: string
   readonly redisUrl?: string
   readonly redisCommandTimeoutMs: number
+  readonly journalNamespace: string
   readonly instanceId: string
   readonly modelDefaults: ModelConfig
   readonly preemptionSources: 'auto' | readonly PreemptionSource[]
@@ -79,11 +81,20 @@ type Env = Record<keyof typeof schema.properties, unknown>
 export function loadConfig (env: NodeJS.ProcessEnv = process.env, dotenv = true): Config {
   let raw: Env
   try {
-    raw = envSchema<Env>({ schema: structuredClone(schema) as never, data: { ...env }, env: false, dotenv: dotenv && { path: resolve('.env') } })
+    raw = envSchema<Env>({ schema: structuredClone(schema) as never, data: withoutEmptyOptionals(env), env: false, dotenv: dotenv && { path: resolve('.env') } })
   } catch (error) {
     throw toConfigError(error)
   }
   return buildConfig(raw)
+}
+
+// `MODEL_INSTANCES=` (as an env file or a compose file writes an unset value) means unset, as it does for REDIS_URL.
+const OPTIONAL = Object.entries(schema.properties).filter(([, property]) => !('default' in property)).map(([name]) => name)
+
+function withoutEmptyOptionals (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const data = { ...env }
+  for (const name of OPTIONAL) if (data[name] === '') delete data[name]
+  return data
 }
 
 function toConfigError (error: unknown): ConfigError {
@@ -112,6 +123,7 @@ function buildConfig (raw: Env): Config {
     modelRepository: resolve(raw.MODEL_REPOSITORY as string),
     ...(optional(raw.REDIS_URL) !== undefined && { redisUrl: optional(raw.REDIS_URL) }),
     redisCommandTimeoutMs: raw.REDIS_COMMAND_TIMEOUT_MS as number,
+    journalNamespace: raw.JOURNAL_NAMESPACE as string,
     instanceId: optional(raw.INSTANCE_ID) ?? `${hostname().replace(/[^A-Za-z0-9._:-]/g, '-')}-${process.pid}`,
     modelDefaults: {
       maxBatchSize: raw.MAX_BATCH_SIZE as number,

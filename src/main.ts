@@ -3,6 +3,7 @@ import { buildApp } from './app.js'
 import { loadConfig } from './config.js'
 import { ConfigError, EX_CONFIG } from './config-error.js'
 import { ModelRegistry } from './inference/model-registry.js'
+import { createJournal } from './journal/create-journal.js'
 import { scanModelRepository } from './inference/model-repository.js'
 import { ServerState } from './lifecycle/server-state.js'
 import { createLogger } from './logger.js'
@@ -22,7 +23,8 @@ const metrics = createMetrics()
 const state = new ServerState(metrics)
 const entries = await scanModelRepository(config.modelRepository, config.modelDefaults).catch(exitOnConfigError)
 const models = new ModelRegistry(entries, log, metrics)
-const app = await buildApp(config, { models, metrics, state, log })
+const journal = createJournal(config, { metrics, log })
+const app = await buildApp(config, { models, metrics, state, log, journal })
 
 let stopping = false
 async function shutdown (signal: string): Promise<void> {
@@ -32,6 +34,7 @@ async function shutdown (signal: string): Promise<void> {
   state.enter('draining')
   await app.close()
   await models.close()
+  await journal.close()
   state.enter('stopped')
   log.info('stopped')
   process.exit(0)

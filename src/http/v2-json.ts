@@ -161,7 +161,7 @@ export interface V2ResponseTensor {
   name: string
   datatype: V2Datatype
   shape: number[]
-  data: Array<number | boolean>
+  data: Array<number | boolean | string>
 }
 
 export interface V2ResponseBody {
@@ -180,13 +180,17 @@ export function encodeResponseBody (response: InferenceResponse): V2ResponseBody
   }
 }
 
-function encodeValues (tensor: Tensor): Array<number | boolean> {
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER)
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+function encodeValues (tensor: Tensor): Array<number | boolean | string> {
   const { data, datatype } = tensor
   switch (datatype) {
     case 'BOOL': return Array.from(data as Uint8Array, (v) => v !== 0)
     case 'FP16': return Array.from(data as Uint16Array, fromHalfBits)
+    // JSON numbers are doubles: past 2^53 a value goes out as a decimal string, as it may come in.
     case 'INT64':
-    case 'UINT64': return Array.from(data as BigInt64Array, (v) => Number(v))
+    case 'UINT64': return Array.from(data as BigInt64Array, (v) => (v >= MIN_SAFE && v <= MAX_SAFE ? Number(v) : String(v)))
     default: return Array.from(data as Float32Array)
   }
 }

@@ -1,29 +1,32 @@
 // Node 20 has no Float16Array, so FP16 tensors travel as raw half-precision bits.
-const scratch = new DataView(new ArrayBuffer(4))
 
+/**
+ * The nearest half-precision value to `value` (ties to even), as bits. Rounds from
+ * the double directly: going through float32 first would round twice and can land
+ * one unit off when a value sits just above a halfway point.
+ */
 export function toHalfBits (value: number): number {
-  scratch.setFloat32(0, value)
-  const bits = scratch.getUint32(0)
-  const sign = (bits >>> 16) & 0x8000
-  const exponent = (bits >>> 23) & 0xff
-  let mantissa = bits & 0x7fffff
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa !== 0 ? 0x200 : 0)
-  const halfExponent = exponent - 127 + 15
-  if (halfExponent >= 0x1f) return sign | 0x7c00
-  if (halfExponent <= 0) {
-    if (halfExponent < -10) return sign
-    mantissa |= 0x800000
-    const shift = 14 - halfExponent
-    let half = mantissa >>> shift
-    const remainder = mantissa & ((1 << shift) - 1)
-    const halfway = 1 << (shift - 1)
-    if (remainder > halfway || (remainder === halfway && (half & 1) === 1)) half++
-    return sign | half
-  }
-  let half = (halfExponent << 10) | (mantissa >>> 13)
-  const remainder = mantissa & 0x1fff
-  if (remainder > 0x1000 || (remainder === 0x1000 && (half & 1) === 1)) half++
-  return sign | half
+  if (Number.isNaN(value)) return 0x7e00
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0
+  const magnitude = Math.abs(value)
+  // 65520 lies halfway between the largest half (65504) and 2^16; ties to even overflow.
+  if (magnitude >= 65520) return sign | 0x7c00
+  // Below 2^-14 halves are subnormal, multiples of 2^-24; 1024 of them carry into the smallest normal.
+  if (magnitude < 2 ** -14) return sign | roundHalfEven(magnitude * 2 ** 24)
+  let exponent = Math.floor(Math.log2(magnitude))
+  if (2 ** exponent > magnitude) exponent--
+  else if (2 ** (exponent + 1) <= magnitude) exponent++
+  // Scaling by a power of two is exact, so the 11-bit significand is rounded once.
+  const significand = roundHalfEven(magnitude * 2 ** (10 - exponent))
+  // A significand that rounds up to 2048 carries into the exponent: the bits add up the same way.
+  return sign | (((exponent + 15) << 10) + significand - 1024)
+}
+
+function roundHalfEven (x: number): number {
+  const floor = Math.floor(x)
+  const fraction = x - floor
+  if (fraction > 0.5 || (fraction === 0.5 && floor % 2 === 1)) return floor + 1
+  return floor
 }
 
 export function fromHalfBits (half: number): number {

@@ -1,0 +1,66 @@
+/**
+ * The request journal: what makes "accepted" mean "will be answered". Two
+ * implementations share this contract: Redis (a fleet) and embedded (one process).
+ */
+
+export type PendingState = 'queued' | 'running' | 'handed_off' | 'replaying'
+export type FinalState = 'done' | 'failed'
+export type RequestState = PendingState | FinalState
+
+export function isFinal (state: RequestState): state is FinalState {
+  return state === 'done' || state === 'failed'
+}
+
+/** The HTTP answer to a request, stored so any instance can give it again. */
+export interface StoredResponse {
+  readonly statusCode: number
+  readonly contentType: string
+  readonly body: Buffer
+}
+
+export interface AcceptEntry {
+  readonly id: string
+  /** Hash of the request as the client meant it; a reused key with another fingerprint is refused. */
+  readonly fingerprint: string
+  readonly model: string
+  readonly version: string
+  /** The canonical request bytes a peer needs to run it again. */
+  readonly payload: Buffer
+}
+
+export type AcceptResult =
+  | { readonly accepted: true }
+  | { readonly accepted: false, readonly existing: RequestView, readonly sameBody: boolean }
+
+export interface RequestView {
+  readonly id: string
+  readonly state: RequestState
+  readonly owner: string
+  readonly response?: StoredResponse
+}
+
+export interface Completion {
+  readonly id: string
+  readonly state: FinalState
+  readonly response: StoredResponse
+}
+
+export interface Journal {
+  readonly kind: 'redis' | 'embedded'
+  /** Records a request before it runs. Rejects (and the caller answers 503) when the journal cannot take it. */
+  accept (entry: AcceptEntry): Promise<AcceptResult>
+  /** Stores the answer; the first completion of an id wins, later ones are ignored. */
+  complete (completion: Completion): Promise<void>
+  get (id: string): Promise<RequestView | undefined>
+  /** The request once it is final, or its latest view when `timeoutMs` passes first. */
+  waitForFinal (id: string, timeoutMs: number): Promise<RequestView | undefined>
+  /** The canonical request bytes, while the request is not final. */
+  payload (id: string): Promise<Buffer | undefined>
+  /** Why the journal cannot take requests right now; undefined when it can. */
+  unavailableReason (): string | undefined
+  close (): Promise<void>
+}
+
+export class JournalUnavailableError extends Error {
+  override readonly name = 'JournalUnavailableError'
+}
