@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { installErrorHandling } from './http/error-handler.js'
 import { installRequestMetrics } from './http/request-labels.js'
+import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
 import { inferRoutes } from './http/routes/infer.js'
 import { metricsRoute } from './http/routes/metrics.js'
@@ -11,9 +12,11 @@ import { modelRoutes } from './http/routes/models.js'
 import { InferenceService } from './inference-service.js'
 import type { ModelRegistry } from './inference/model-registry.js'
 import type { Journal } from './journal/journal.js'
+import type { AdminSource } from './lifecycle/notices/admin.js'
 import type { ServerState } from './lifecycle/server-state.js'
 import type { Metrics } from './metrics.js'
 import { PACKAGE_VERSION } from './version.js'
+import { RETRY_AFTER_SECONDS } from './errors.js'
 
 export interface AppDeps {
   readonly models: ModelRegistry
@@ -21,23 +24,42 @@ export interface AppDeps {
   readonly state: ServerState
   readonly log: Logger
   readonly journal: Journal
+  /** Receives POST /admin/drain; the route exists only when ADMIN_TOKEN is set. */
+  readonly admin?: AdminSource
+}
+
+export interface App {
+  readonly app: FastifyInstance
+  readonly service: InferenceService
 }
 
 /** Wires plugins and routes; `main.ts` and the tests both build the server through this. */
 export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  return (await buildServer(config, deps)).app
+}
+
+/** The app and the service behind it, for the process entry that drains both. */
+export async function buildServer (config: Config, deps: AppDeps): Promise<App> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: config.maxBodyBytes,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     forceCloseConnections: 'idle',
+    // The drain answers new requests itself (503 with Retry-After) and keeps health and metrics up.
+    return503OnClosing: false,
     genReqId: () => randomUUID(),
     // Per-request access logs cost more than an inference at these rates; errors are logged where they happen.
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
     routerOptions: { maxParamLength: 300 }
   })
   app.removeContentTypeParser('text/plain')
+  const { state } = deps
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    if (state.draining) reply.header('connection', 'close')
+    if (!state.acceptingRequests && request.routeOptions.config?.inference === true) {
+      return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ error: 'draining: this instance takes no new requests' })
+    }
   })
   deps.state.addReadinessCheck(() => deps.journal.unavailableReason())
   installErrorHandling(app, config)
@@ -48,5 +70,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   await app.register(metricsRoute, { metrics: deps.metrics })
   await app.register(modelRoutes, { models: deps.models })
   await app.register(inferRoutes, { models: deps.models, service, state: deps.state, maxPollWaitMs: config.maxPollWaitMs })
-  return app
+  if (config.adminToken !== undefined && deps.admin !== undefined) {
+    await app.register(adminRoutes, { token: config.adminToken, admin: deps.admin, state: deps.state })
+  }
+  return { app, service }
 }

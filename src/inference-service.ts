@@ -19,14 +19,26 @@ export interface Submission {
 export type SubmissionOutcome =
   | { readonly kind: 'answered', readonly response: StoredResponse, readonly replayed: boolean }
   | { readonly kind: 'pending', readonly state: PendingState }
+  /** Left in the journal for a peer: the client is told where to fetch the answer. */
+  | { readonly kind: 'handed_off' }
+
+/** Why a request was taken away from this instance before it finished. */
+export class HandedOff extends Error {
+  override readonly name = 'HandedOff'
+  constructor (readonly reason: string) {
+    super(`handed off (${reason})`)
+  }
+}
 
 /** A request this instance accepted and has not answered yet. */
 interface Active {
   readonly fingerprint: string
   state: 'queued' | 'running'
-  /** The answer, or undefined when this instance turned out not to own the request. */
-  readonly done: Promise<StoredResponse | undefined>
-  readonly settle: (response: StoredResponse | undefined) => void
+  /** The outcome, or undefined when this instance turned out not to own the request. */
+  readonly done: Promise<SubmissionOutcome | undefined>
+  readonly settle: (outcome: SubmissionOutcome | undefined) => void
+  /** Aborted with a HandedOff reason to give the request to the fleet. */
+  readonly abort: AbortController
 }
 
 export interface InferenceServiceDeps {
@@ -79,15 +91,38 @@ export class InferenceService {
 
     const running = this.run(submission, active)
     if (submission.respondAsync) return { kind: 'pending', state: 'queued' }
-    return { kind: 'answered', response: await running, replayed: false }
+    return running
+  }
+
+  get activeCount (): number {
+    return this.active.size
+  }
+
+  /**
+   * Gives requests to the fleet: those still queued, or every one this instance
+   * holds. Their clients are answered 503 with a Location to poll.
+   */
+  handOff (which: 'queued' | 'all', reason: string): number {
+    let count = 0
+    for (const active of this.active.values()) {
+      if (which === 'queued' && active.state !== 'queued') continue
+      active.abort.abort(new HandedOff(reason))
+      count++
+    }
+    return count
+  }
+
+  /** Resolves when no accepted request is left on this instance. */
+  async whenIdle (): Promise<void> {
+    while (this.active.size > 0) await Promise.allSettled([...this.active.values()].map((a) => a.done))
   }
 
   /** The answer to `id` once final (waiting up to `waitMs`), else its pending state; undefined when unknown. */
   async status (id: string, waitMs: number): Promise<SubmissionOutcome | undefined> {
     const local = this.active.get(id)
     if (local !== undefined) {
-      const response = await withTimeout(local.done, waitMs)
-      if (response !== undefined) return { kind: 'answered', response, replayed: false }
+      const outcome = await withTimeout(local.done, waitMs)
+      if (outcome?.kind === 'answered') return outcome
       if (this.active.has(id)) return { kind: 'pending', state: local.state }
     }
     const view = await this.journalCall(() => this.deps.journal.waitForFinal(id, waitMs))
@@ -99,8 +134,9 @@ export class InferenceService {
   private async awaitExisting (id: string, local?: Active): Promise<SubmissionOutcome> {
     const wait = this.deps.idempotencyWaitMs
     if (local !== undefined) {
-      const response = await withTimeout(local.done, wait)
-      if (response !== undefined) return { kind: 'answered', response, replayed: true }
+      const outcome = await withTimeout(local.done, wait)
+      if (outcome?.kind === 'answered') return { ...outcome, replayed: true }
+      if (outcome !== undefined) return outcome
       if (this.active.has(id)) return { kind: 'pending', state: local.state }
     }
     const view = await this.journalCall(() => this.deps.journal.waitForFinal(id, wait))
@@ -108,31 +144,54 @@ export class InferenceService {
     return { kind: 'pending', state: view !== undefined && !isFinal(view.state) ? view.state : 'queued' }
   }
 
-  private async run (submission: Submission, active: Active): Promise<StoredResponse> {
+  private async run (submission: Submission, active: Active): Promise<SubmissionOutcome> {
     const { id, model, request, encoder } = submission
     const labels = { model: model.name, version: model.version }
-    const { metrics } = this.deps
+    const { metrics, log, journal } = this.deps
+    const { signal } = active.abort
+    const cut = new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
     metrics.inflight.inc({ model: model.name })
     let response: StoredResponse
     try {
-      const { outputs, timing } = await model.batcher.submit(request.inputs, request.outputs, () => { active.state = 'running' })
+      const { outputs, timing } = await Promise.race([
+        model.batcher.submit(request.inputs, request.outputs, { onStart: () => { active.state = 'running' }, signal }),
+        cut
+      ])
       metrics.queueDuration.observe(labels, timing.queueMs / 1000)
       metrics.inferenceDuration.observe(labels, timing.inferenceMs / 1000)
       response = encoder.success({ model: model.name, version: model.version, ...(request.clientId !== undefined && { clientId: request.clientId }), outputs })
     } catch (error) {
-      this.deps.log.warn({ requestId: id, ...labels, err: error }, 'inference failed')
+      if (error instanceof HandedOff) {
+        metrics.inflight.dec({ model: model.name })
+        return this.handOver(id, active, error.reason)
+      }
+      log.warn({ requestId: id, ...labels, err: error }, 'inference failed')
       response = encoder.failure(500, `inference failed: ${(error as Error).message}`)
-    } finally {
-      metrics.inflight.dec({ model: model.name })
     }
-    await this.deps.journal.complete({ id, state: response.statusCode === 200 ? 'done' : 'failed', response })
-    this.release(id, active, response)
-    return response
+    metrics.inflight.dec({ model: model.name })
+    await journal.complete({ id, state: response.statusCode === 200 ? 'done' : 'failed', response })
+    const outcome: SubmissionOutcome = { kind: 'answered', response, replayed: false }
+    this.release(id, active, outcome)
+    return outcome
   }
 
-  private release (id: string, active: Active, response?: StoredResponse): void {
+  private async handOver (id: string, active: Active, reason: string): Promise<SubmissionOutcome> {
+    try {
+      await this.deps.journal.handOff({ id, reason })
+      this.deps.metrics.handoffs.inc({ reason })
+    } catch (error) {
+      // Still journaled under this instance: peers take it over when its lease expires.
+      this.deps.log.warn({ requestId: id, err: error }, 'hand-off not recorded; the request stays with this instance until its lease expires')
+      this.deps.metrics.handoffs.inc({ reason: 'lease_expiry' })
+    }
+    const outcome: SubmissionOutcome = { kind: 'handed_off' }
+    this.release(id, active, outcome)
+    return outcome
+  }
+
+  private release (id: string, active: Active, outcome?: SubmissionOutcome): void {
     if (this.active.get(id) === active) this.active.delete(id)
-    active.settle(response)
+    active.settle(outcome)
   }
 
   private async journalCall<T> (call: () => Promise<T>): Promise<T> {
@@ -150,9 +209,9 @@ function reused (id: string): Error {
 }
 
 function newActive (fingerprint: string): Active {
-  let settle!: (response: StoredResponse | undefined) => void
-  const done = new Promise<StoredResponse | undefined>((resolve) => { settle = resolve })
-  return { fingerprint, state: 'queued', done, settle }
+  let settle!: (outcome: SubmissionOutcome | undefined) => void
+  const done = new Promise<SubmissionOutcome | undefined>((resolve) => { settle = resolve })
+  return { fingerprint, state: 'queued', done, settle, abort: new AbortController() }
 }
 
 function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {

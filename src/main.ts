@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-import { buildApp } from './app.js'
+import { buildServer } from './app.js'
 import { loadConfig } from './config.js'
 import { ConfigError, EX_CONFIG } from './config-error.js'
 import { ModelRegistry } from './inference/model-registry.js'
-import { createJournal } from './journal/create-journal.js'
 import { scanModelRepository } from './inference/model-repository.js'
+import { createJournal } from './journal/create-journal.js'
+import { Drain } from './lifecycle/drain.js'
+import { AdminSource } from './lifecycle/notices/admin.js'
+import { SignalSource } from './lifecycle/notices/signals.js'
 import { ServerState } from './lifecycle/server-state.js'
 import { createLogger } from './logger.js'
 import { createMetrics } from './metrics.js'
+
+// Process entry: config → app → listen → lifecycle. Everything else lives in modules.
 
 function exitOnConfigError (error: unknown): never {
   if (error instanceof ConfigError) {
@@ -24,32 +29,37 @@ const state = new ServerState(metrics)
 const entries = await scanModelRepository(config.modelRepository, config.modelDefaults).catch(exitOnConfigError)
 const models = new ModelRegistry(entries, log, metrics)
 const journal = createJournal(config, { metrics, log })
-const app = await buildApp(config, { models, metrics, state, log, journal })
+const admin = new AdminSource()
+const { app, service } = await buildServer(config, { models, metrics, state, log, journal, admin })
 
-let stopping = false
-async function shutdown (signal: string): Promise<void> {
-  if (stopping) return
-  stopping = true
-  log.info({ signal }, 'shutting down: finishing requests in flight')
-  state.enter('draining')
-  await app.close()
-  await models.close()
-  await journal.close()
-  state.enter('stopped')
-  log.info('stopped')
-  process.exit(0)
-}
-process.on('SIGTERM', () => { void shutdown('SIGTERM') })
-process.on('SIGINT', () => { void shutdown('SIGINT') })
+const drain = new Drain({
+  settings: config,
+  state,
+  service,
+  journal,
+  sources: [new SignalSource('SIGTERM'), new SignalSource('SIGINT'), admin],
+  log,
+  metrics,
+  closeListener: () => app.close(),
+  shutdown: async () => {
+    await journal.close()
+    await models.close()
+  },
+  exit: (code) => process.exit(code)
+})
+drain.watch()
 
 await app.listen({ host: config.host, port: config.port })
 try {
   await models.load()
+  if (state.phase === 'starting') {
+    state.enter('ready')
+    log.info({ models: models.all().map((m) => `${m.name}/${m.version}`), journal: journal.kind }, 'ready')
+  }
 } catch (error) {
-  log.fatal({ err: error }, 'model repository failed to load')
-  exitOnConfigError(error)
-}
-if (!stopping) {
-  state.enter('ready')
-  log.info({ models: models.all().map((m) => `${m.name}/${m.version}`) }, 'ready')
+  // A notice during start-up closes the models under the loader; the drain exits then.
+  if (state.phase === 'starting') {
+    log.fatal({ err: error }, 'model repository failed to load')
+    exitOnConfigError(error)
+  }
 }

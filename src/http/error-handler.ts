@@ -1,5 +1,6 @@
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RETRY_AFTER_SECONDS } from '../errors.js'
+import { truncate } from '../text.js'
 
 /**
  * One place that turns errors into `{"error": "..."}` replies. Client errors keep
@@ -28,4 +29,19 @@ export function installErrorHandling (app: FastifyInstance, { maxBodyBytes }: { 
   app.setNotFoundHandler((request, reply) => {
     return reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}` })
   })
+}
+
+/**
+ * Fastify answers URLs its router cannot take (bad percent-encoding, a path segment
+ * longer than `maxParamLength`) before any hook or error handler runs, in a shape of
+ * its own that echoes the whole URL. Passed as Fastify's `frameworkErrors` option,
+ * this answers them like every other error. A segment that long cannot name a
+ * model or version (names have at most 128 characters), so it is a 404.
+ */
+export function answerFrameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  reply.header('x-request-id', request.id)
+  const path = truncate(request.url.split('?')[0], 200)
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return reply.code(404).send({ error: `no route ${request.method} ${path}: a path segment is too long` })
+  if (error.code === 'FST_ERR_BAD_URL') return reply.code(400).send({ error: `the URL ${path} is not valid percent-encoding` })
+  return reply.code(400).send({ error: error.message })
 }

@@ -23,6 +23,11 @@ export interface JobResult {
   readonly timing: JobTiming
 }
 
+export interface SubmitOptions {
+  readonly onStart?: () => void
+  readonly signal?: AbortSignal
+}
+
 export interface BatchObserver {
   batchStarted?: (rows: number, requests: number) => void
 }
@@ -64,24 +69,29 @@ export class Batcher {
 
   /**
    * Queues a request. `onStart` fires when it is handed to a model instance, so the
-   * caller can tell queued from running.
+   * caller can tell queued from running; aborting `signal` takes it out of the queue
+   * if it has not started (a running batch cannot be stopped).
    */
-  submit (inputs: readonly Tensor[], outputs?: readonly string[], onStart?: () => void): Promise<JobResult> {
+  submit (inputs: readonly Tensor[], outputs?: readonly string[], options: SubmitOptions = {}): Promise<JobResult> {
     return new Promise((resolve, reject) => {
       const rows = this.policy.merge ? inputs[0].shape[0] : 1
       const key = this.policy.merge ? inputs.map((t) => `${t.datatype}:${t.shape.slice(1).join('x')}`).join('|') : ''
-      this.queue.push({ inputs, outputs, rows, key, enqueuedAt: performance.now(), resolve, reject, ...(onStart && { onStart }) })
+      const job: Job = { inputs, outputs, rows, key, enqueuedAt: performance.now(), resolve, reject, ...(options.onStart && { onStart: options.onStart }) }
+      const { signal } = options
+      if (signal !== undefined) {
+        if (signal.aborted) return reject(signal.reason)
+        signal.addEventListener('abort', () => this.remove(job, signal.reason as Error), { once: true })
+      }
+      this.queue.push(job)
       this.pump()
     })
   }
 
-  /** Removes every request not yet running (for a drain hand-off); their promises reject with `reason`. */
-  evictQueued (reason: Error): number {
-    const evicted = this.queue
-    this.queue = []
-    this.clearTimer()
-    for (const job of evicted) job.reject(reason)
-    return evicted.length
+  private remove (job: Job, reason: Error): void {
+    const index = this.queue.indexOf(job)
+    if (index === -1) return
+    this.queue.splice(index, 1)
+    job.reject(reason)
   }
 
   private pump (): void {
@@ -122,11 +132,6 @@ export class Batcher {
       this.timer = undefined
       this.pump()
     }, Math.max(0, ms))
-  }
-
-  private clearTimer (): void {
-    if (this.timer !== undefined) clearTimeout(this.timer)
-    this.timer = undefined
   }
 
   private dispatch (batch: Job[]): void {

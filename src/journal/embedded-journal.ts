@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { isFinal, type AcceptEntry, type AcceptResult, type Completion, type Journal, type RequestView } from './journal.js'
+import { isFinal, type AcceptEntry, type HandOff, type AcceptResult, type Completion, type Journal, type RequestView } from './journal.js'
 
 interface Entry {
   view: RequestView
@@ -16,6 +16,7 @@ const SWEEP_INTERVAL_MS = 10_000
  */
 export class EmbeddedJournal implements Journal {
   readonly kind = 'embedded' as const
+  readonly peersCanReplay = false
   private readonly entries = new Map<string, Entry>()
   private readonly finals = new EventEmitter().setMaxListeners(0)
   private readonly sweeper: NodeJS.Timeout
@@ -48,6 +49,11 @@ export class EmbeddedJournal implements Journal {
     found.payload = undefined
     found.expiresAt = this.expiry()
     this.finals.emit(completion.id)
+  }
+
+  async handOff ({ id }: HandOff): Promise<void> {
+    const found = this.live(id)
+    if (found !== undefined && !isFinal(found.view.state)) found.view = { ...found.view, state: 'handed_off', owner: '' }
   }
 
   async get (id: string): Promise<RequestView | undefined> {

@@ -45,12 +45,21 @@ export interface Completion {
   readonly response: StoredResponse
 }
 
+export interface HandOff {
+  readonly id: string
+  readonly reason: string
+}
+
 export interface Journal {
   readonly kind: 'redis' | 'embedded'
+  /** Whether a request handed off here can be finished by a peer (false for the in-process journal). */
+  readonly peersCanReplay: boolean
   /** Records a request before it runs. Rejects (and the caller answers 503) when the journal cannot take it. */
   accept (entry: AcceptEntry): Promise<AcceptResult>
   /** Stores the answer; the first completion of an id wins, later ones are ignored. */
   complete (completion: Completion): Promise<void>
+  /** Leaves pending requests to peers (design.md §4 path 2); final ones are left alone. */
+  handOff (handOff: HandOff): Promise<void>
   get (id: string): Promise<RequestView | undefined>
   /** The request once it is final, or its latest view when `timeoutMs` passes first. */
   waitForFinal (id: string, timeoutMs: number): Promise<RequestView | undefined>

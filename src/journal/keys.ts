@@ -9,7 +9,8 @@ export function journalKeys (namespace: string) {
     ownedPrefix: `${base}:owned:`,
     owned: (instance: string) => `${base}:owned:${instance}`,
     channelPrefix: `${base}:final:`,
-    channel: (id: string) => `${base}:final:${id}`
+    channel: (id: string) => `${base}:final:${id}`,
+    replayStream: `${base}:replay`
   }
 }
 

@@ -3,9 +3,9 @@ import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
 import { GroupCommit } from './group-commit.js'
-import { isFinal, JournalUnavailableError, type AcceptEntry, type AcceptResult, type Completion, type Journal, type RequestState, type RequestView } from './journal.js'
+import { isFinal, JournalUnavailableError, type AcceptEntry, type HandOff, type AcceptResult, type Completion, type Journal, type RequestState, type RequestView } from './journal.js'
 import { journalKeys, type JournalKeys } from './keys.js'
-import { ACCEPT, COMPLETE } from './scripts.js'
+import { ACCEPT, COMPLETE, HAND_OFF } from './scripts.js'
 
 export interface RedisJournalOptions {
   readonly url: string
@@ -20,6 +20,7 @@ export interface RedisJournalOptions {
 type ScriptClient = Redis & {
   spotgateAcceptBuffer: (...args: Array<string | Buffer | number>) => Promise<Array<number | Buffer[]>>
   spotgateComplete: (...args: Array<string | Buffer | number>) => Promise<number[]>
+  spotgateHandOff: (...args: Array<string | Buffer | number>) => Promise<number>
 }
 
 const HEALTH_INTERVAL_MS = 250
@@ -29,11 +30,13 @@ const MAX_UNSENT_COMPLETIONS = 10_000
 
 export class RedisJournal implements Journal {
   readonly kind = 'redis' as const
+  readonly peersCanReplay = true
   private readonly client: ScriptClient
   private subscriber: Redis | undefined
   private readonly keys: JournalKeys
   private readonly accepts: GroupCommit<AcceptEntry, AcceptResult>
   private readonly completions: GroupCommit<Completion, number>
+  private readonly handOffs: GroupCommit<HandOff, void>
   private readonly waiters = new Map<string, Set<() => void>>()
   private unsent: Completion[] = []
   private pingStartedAt: number | undefined
@@ -57,11 +60,13 @@ export class RedisJournal implements Journal {
     }) as ScriptClient
     this.client.defineCommand('spotgateAccept', { lua: ACCEPT })
     this.client.defineCommand('spotgateComplete', { lua: COMPLETE })
+    this.client.defineCommand('spotgateHandOff', { lua: HAND_OFF })
     this.client.on('ready', () => this.checkHealth())
     this.client.on('error', (error: Error) => this.markUnhealthy(`Redis error: ${error.message}`))
     this.client.on('close', () => this.markUnhealthy('Redis connection closed'))
     this.accepts = new GroupCommit((entries) => this.acceptGroup(entries))
     this.completions = new GroupCommit((entries) => this.completeGroup(entries))
+    this.handOffs = new GroupCommit((entries) => this.handOffGroup(entries))
     this.healthTimer = setInterval(() => this.checkHealth(), HEALTH_INTERVAL_MS)
     this.healthTimer.unref()
   }
@@ -91,6 +96,11 @@ export class RedisJournal implements Journal {
     } catch (error) {
       this.keepForRetry(completion, error as Error)
     }
+  }
+
+  handOff (handOff: HandOff): Promise<void> {
+    if (!this.healthy) return Promise.reject(new JournalUnavailableError(this.problem))
+    return this.handOffs.add(handOff)
   }
 
   async get (id: string): Promise<RequestView | undefined> {
@@ -184,6 +194,17 @@ export class RedisJournal implements Journal {
       args.push(entry.id, entry.state, entry.response.statusCode, entry.response.contentType, entry.response.body)
     }
     return this.timed('complete', () => this.client.spotgateComplete(...args))
+  }
+
+  private async handOffGroup (entries: HandOff[]): Promise<void[]> {
+    const { keys } = this
+    // One script call per reason keeps the stream entries' reason exact.
+    for (const reason of new Set(entries.map((e) => e.reason))) {
+      const ids = entries.filter((e) => e.reason === reason).map((e) => e.id)
+      const args: Array<string | number> = [ids.length + 1, ...ids.map((id) => keys.request(id)), keys.replayStream, Date.now(), keys.ownedPrefix, reason, ...ids]
+      await this.timed('hand_off', () => this.client.spotgateHandOff(...args))
+    }
+    return entries.map(() => undefined)
   }
 
   private keepForRetry (completion: Completion, error: Error): void {

@@ -56,3 +56,28 @@ for i = 1, #KEYS do
 end
 return out
 `
+
+/**
+ * Gives requests this instance can no longer finish to the fleet: each pending one
+ * becomes `handed_off`, leaves its owner's set and is appended to the replay stream.
+ * KEYS: one request key per entry, then the replay stream. ARGV: now, owned-set prefix,
+ * reason, then the ids. Returns the number handed off (already final or already
+ * handed off: skipped, so a re-sent call changes nothing).
+ */
+export const HAND_OFF = `
+local now, ownedPrefix, reason = ARGV[1], ARGV[2], ARGV[3]
+local stream = KEYS[#KEYS]
+local count = 0
+for i = 1, #KEYS - 1 do
+  local key = KEYS[i]
+  local id = ARGV[3 + i]
+  local found = redis.call('HMGET', key, 'state', 'owner')
+  if found[1] == 'queued' or found[1] == 'running' or found[1] == 'replaying' then
+    if found[2] then redis.call('ZREM', ownedPrefix .. found[2], id) end
+    redis.call('HSET', key, 'state', 'handed_off', 'owner', '', 'updated', now, 'reason', reason)
+    redis.call('XADD', stream, '*', 'id', id, 'reason', reason)
+    count = count + 1
+  end
+end
+return count
+`

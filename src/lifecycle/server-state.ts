@@ -9,6 +9,7 @@ export type Phase = 'starting' | 'ready' | 'draining' | 'stopped'
  */
 export class ServerState extends EventEmitter {
   private current: Phase = 'starting'
+  private closing = false
   private readonly checks: Array<() => string | undefined> = []
 
   constructor (private readonly metrics: Metrics) {
@@ -23,6 +24,15 @@ export class ServerState extends EventEmitter {
 
   get draining (): boolean {
     return this.current === 'draining' || this.current === 'stopped'
+  }
+
+  /** False once a drain's grace period is over: new inference requests get 503. */
+  get acceptingRequests (): boolean {
+    return !this.closing
+  }
+
+  stopAcceptingRequests (): void {
+    this.closing = true
   }
 
   /** A check returns why the instance is not ready, or undefined when it is fine. */

@@ -40,6 +40,10 @@ export function sendOutcome (reply: FastifyReply, id: string, outcome: Submissio
     if (outcome.replayed) reply.header('idempotent-replayed', 'true')
     return reply.code(outcome.response.statusCode).type(outcome.response.contentType).send(outcome.response.body)
   }
+  if (outcome.kind === 'handed_off') {
+    return reply.code(503).header('location', location(id)).header('retry-after', String(RETRY_AFTER_SECONDS))
+      .send({ error: 'this instance is shutting down; the request was handed to another instance', id, status: 'handed_off' })
+  }
   if (accepted) reply.header('preference-applied', 'respond-async')
   return reply.code(202).header('location', location(id)).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ id, status: outcome.state })
 }
