@@ -9,6 +9,7 @@ import { healthRoutes } from './http/routes/health.js'
 import { inferRoutes } from './http/routes/infer.js'
 import { metricsRoute } from './http/routes/metrics.js'
 import { modelRoutes } from './http/routes/models.js'
+import { jsonResponses } from './http/stored-response.js'
 import { InferenceService } from './inference-service.js'
 import type { ModelRegistry } from './inference/model-registry.js'
 import type { Journal } from './journal/journal.js'
@@ -65,7 +66,15 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
   installErrorHandling(app, config)
   installRequestMetrics(app, deps.metrics)
 
-  const service = new InferenceService({ journal: deps.journal, metrics: deps.metrics, log: deps.log, instanceId: config.instanceId, idempotencyWaitMs: config.idempotencyWaitMs })
+  const service = new InferenceService({
+    journal: deps.journal,
+    metrics: deps.metrics,
+    log: deps.log,
+    instanceId: config.instanceId,
+    idempotencyWaitMs: config.idempotencyWaitMs,
+    models: deps.models,
+    replayEncoder: jsonResponses
+  })
   await app.register(healthRoutes, { state: deps.state, version: PACKAGE_VERSION })
   await app.register(metricsRoute, { metrics: deps.metrics })
   await app.register(modelRoutes, { models: deps.models })

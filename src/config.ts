@@ -36,10 +36,13 @@ const schema = {
     GCP_METADATA_URL: httpUrl('http://metadata.google.internal'),
     AZURE_METADATA_URL: httpUrl('http://169.254.169.254'),
     NOTICE_POLL_INTERVAL_MS: integer(1000, 50),
+    AWS_REBALANCE_DRAINS: { type: 'string', pattern: '^\\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|[Oo][Nn]|[Oo][Ff][Ff]|1|0)\\s*$', default: 'false' },
     DRAIN_GRACE_MS: integer(5000),
     DRAIN_TIMEOUT_MS: integer(25000, 1),
     DRAIN_SAFETY_MARGIN_MS: integer(5000),
     LEASE_TTL_MS: integer(5000, 500),
+    REPLAY_CONCURRENCY: integer(4, 1, 1024),
+    REPLAY_MAX_ATTEMPTS: integer(3, 1, 100),
     RESULT_TTL_S: integer(3600, 1),
     IDEMPOTENCY_WAIT_MS: integer(10000),
     MAX_POLL_WAIT_MS: integer(30000),
@@ -62,10 +65,14 @@ export interface Config {
   readonly preemptionSources: 'auto' | readonly PreemptionSource[]
   readonly metadataUrls: Readonly<Record<PreemptionSource, string>>
   readonly noticePollIntervalMs: number
+  /** Whether an AWS rebalance recommendation starts a drain (otherwise it is only logged and counted). */
+  readonly awsRebalanceDrains: boolean
   readonly drainGraceMs: number
   readonly drainTimeoutMs: number
   readonly drainSafetyMarginMs: number
   readonly leaseTtlMs: number
+  readonly replayConcurrency: number
+  readonly replayMaxAttempts: number
   readonly resultTtlSeconds: number
   readonly idempotencyWaitMs: number
   readonly maxPollWaitMs: number
@@ -144,10 +151,13 @@ function buildConfig (raw: Env): Config {
       azure: (raw.AZURE_METADATA_URL as string).replace(/\/+$/, '')
     },
     noticePollIntervalMs: raw.NOTICE_POLL_INTERVAL_MS as number,
+    awsRebalanceDrains: /^\s*(true|yes|on|1)\s*$/i.test(raw.AWS_REBALANCE_DRAINS as string),
     drainGraceMs: raw.DRAIN_GRACE_MS as number,
     drainTimeoutMs: raw.DRAIN_TIMEOUT_MS as number,
     drainSafetyMarginMs: raw.DRAIN_SAFETY_MARGIN_MS as number,
     leaseTtlMs: raw.LEASE_TTL_MS as number,
+    replayConcurrency: raw.REPLAY_CONCURRENCY as number,
+    replayMaxAttempts: raw.REPLAY_MAX_ATTEMPTS as number,
     resultTtlSeconds: raw.RESULT_TTL_S as number,
     idempotencyWaitMs: raw.IDEMPOTENCY_WAIT_MS as number,
     maxPollWaitMs: raw.MAX_POLL_WAIT_MS as number,

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino'
 import { IdempotencyKeyReused, QueueFull, Unavailable } from './errors.js'
 import type { ResponseEncoder } from './http/stored-response.js'
-import type { ServedModel } from './inference/model-registry.js'
+import type { ModelRegistry, ServedModel } from './inference/model-registry.js'
 import type { InferenceRequest } from './inference/signature.js'
 import { isFinal, JournalUnavailableError, type Journal, type PendingState, type StoredResponse } from './journal/journal.js'
-import { encodeRequest } from './journal/request-record.js'
+import { decodeRequest, encodeRequest } from './journal/request-record.js'
+import type { ReplayJob, ReplayOutcome } from './journal/replay-worker.js'
 import type { Metrics } from './metrics.js'
 
 export interface Submission {
@@ -47,6 +48,9 @@ export interface InferenceServiceDeps {
   readonly log: Logger
   readonly instanceId: string
   readonly idempotencyWaitMs: number
+  readonly models: ModelRegistry
+  /** How answers to replayed requests are stored (the encoding their clients asked for). */
+  readonly replayEncoder: ResponseEncoder
 }
 
 /**
@@ -92,6 +96,24 @@ export class InferenceService {
     const running = this.run(submission, active)
     if (submission.respondAsync) return { kind: 'pending', state: 'queued' }
     return running
+  }
+
+  /** Runs a journaled request that another instance handed off (or left behind when it died). */
+  async replay (job: ReplayJob): Promise<ReplayOutcome> {
+    if (this.active.has(job.id)) return 'skipped'
+    const request = decodeRequest(job.payload)
+    const model = this.deps.models.resolve(request.model, request.version)
+    const active = newActive(job.fingerprint)
+    this.active.set(job.id, active)
+    const outcome = await this.run({ id: job.id, model, request, fingerprint: job.fingerprint, respondAsync: false, encoder: this.deps.replayEncoder }, active)
+    if (outcome.kind === 'handed_off') return 'handed_off'
+    return outcome.kind === 'answered' && outcome.response.statusCode === 200 ? 'done' : 'failed'
+  }
+
+  /** Final answer for a request no instance managed to run within the attempt limit. */
+  async giveUp (id: string, attempts: number): Promise<void> {
+    const response = this.deps.replayEncoder.failure(500, `inference failed: gave up after ${attempts} replay attempts`)
+    await this.deps.journal.complete({ id, state: 'failed', response })
   }
 
   get activeCount (): number {

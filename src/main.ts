@@ -5,6 +5,9 @@ import { ConfigError, EX_CONFIG } from './config-error.js'
 import { ModelRegistry } from './inference/model-registry.js'
 import { scanModelRepository } from './inference/model-repository.js'
 import { createJournal } from './journal/create-journal.js'
+import { LeaseKeeper } from './journal/lease-keeper.js'
+import { RedisJournal } from './journal/redis-journal.js'
+import { ReplayWorker } from './journal/replay-worker.js'
 import { Drain } from './lifecycle/drain.js'
 import { AdminSource } from './lifecycle/notices/admin.js'
 import { SignalSource } from './lifecycle/notices/signals.js'
@@ -32,6 +35,24 @@ const journal = createJournal(config, { metrics, log })
 const admin = new AdminSource()
 const { app, service } = await buildServer(config, { models, metrics, state, log, journal, admin })
 
+// With Redis, this instance is part of a fleet: it keeps a lease and replays its peers' unfinished work.
+const fleet = journal instanceof RedisJournal
+  ? {
+      leases: new LeaseKeeper(journal, config.leaseTtlMs, log, metrics),
+      replayer: new ReplayWorker({
+        journal,
+        concurrency: config.replayConcurrency,
+        maxAttempts: config.replayMaxAttempts,
+        claimIdleMs: config.leaseTtlMs,
+        canTakeWork: () => state.phase === 'ready',
+        execute: (job) => service.replay(job),
+        giveUp: (id, attempts) => service.giveUp(id, attempts),
+        log,
+        metrics
+      })
+    }
+  : undefined
+
 const drain = new Drain({
   settings: config,
   state,
@@ -42,18 +63,22 @@ const drain = new Drain({
   metrics,
   closeListener: () => app.close(),
   shutdown: async () => {
+    await fleet?.replayer.stop()
+    await fleet?.leases.release()
     await journal.close()
     await models.close()
   },
   exit: (code) => process.exit(code)
 })
 drain.watch()
+fleet?.leases.start()
 
 await app.listen({ host: config.host, port: config.port })
 try {
   await models.load()
   if (state.phase === 'starting') {
     state.enter('ready')
+    fleet?.replayer.start()
     log.info({ models: models.all().map((m) => `${m.name}/${m.version}`), journal: journal.kind }, 'ready')
   }
 } catch (error) {

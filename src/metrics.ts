@@ -36,8 +36,15 @@ export function createMetrics () {
     journalDuration: new Histogram({ name: 'spotgate_journal_duration_seconds', help: 'Latency of journal operations (one call may carry many requests)', labelNames: ['op'], buckets: JOURNAL_BUCKETS, registers }),
     journalErrors: new Counter({ name: 'spotgate_journal_errors_total', help: 'Journal operations that failed', labelNames: ['op'], registers }),
     notices: new Counter({ name: 'spotgate_preemption_notices_total', help: 'Preemption and termination notices received', labelNames: ['source'], registers }),
+    rebalanceRecommendations: new Counter({ name: 'spotgate_rebalance_recommendations_total', help: 'AWS rebalance recommendations seen (an early warning, not a deadline)', registers }),
+    noticeSourceErrors: new Counter({ name: 'spotgate_notice_source_errors_total', help: 'Failed or unparsable answers from a metadata service watched for notices', labelNames: ['source'], registers }),
     handoffs: new Counter({ name: 'spotgate_handoffs_total', help: 'Requests handed off to peers through the journal', labelNames: ['reason'], registers }),
-    replays: new Counter({ name: 'spotgate_replays_total', help: 'Handed-off requests this instance replayed, by result', labelNames: ['outcome'], registers })
+    replays: new Counter({ name: 'spotgate_replays_total', help: 'Replay stream entries this instance processed, by result', labelNames: ['outcome'], registers }),
+    replayLatency: new Histogram({ name: 'spotgate_replay_latency_seconds', help: 'Time from a request\'s hand-off to its answer by a replaying instance', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers }),
+    replayBacklog: new Gauge({ name: 'spotgate_replay_backlog', help: 'Entries in the fleet\'s replay stream, as last seen by this instance', registers }),
+    leaseTakeovers: new Counter({ name: 'spotgate_lease_takeovers_total', help: 'Instances whose lease expired and whose unfinished requests this instance moved to the replay stream', registers }),
+    leaseTakeoverRequests: new Counter({ name: 'spotgate_lease_takeover_requests_total', help: 'Requests moved to the replay stream from instances whose lease expired', registers }),
+    leaseLost: new Counter({ name: 'spotgate_lease_lost_total', help: 'Times this instance found its own lease expired (a pause longer than LEASE_TTL_MS)', registers })
   }
 }
 

@@ -49,6 +49,17 @@ class ModelInstance {
     return this.pending === undefined
   }
 
+  /** Resolves when the run in progress (if any) has ended. */
+  whenIdle (): Promise<void> {
+    const pending = this.pending
+    if (pending === undefined) return Promise.resolve()
+    return new Promise((resolve) => {
+      const { resolve: done, reject: failed } = pending
+      pending.resolve = (result) => { done(result); resolve() }
+      pending.reject = (error) => { failed(error); resolve() }
+    })
+  }
+
   run (inputs: readonly Tensor[], outputs: readonly string[] | undefined, transfer: ArrayBuffer[]): Promise<RunResult> {
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject }
@@ -132,11 +143,18 @@ export class InstancePool extends EventEmitter {
     return instance.run(inputs, outputs, transfer)
   }
 
+  /**
+   * Stops every worker once its current run has ended: onnxruntime cannot interrupt a
+   * run, and terminating a thread inside one aborts the whole process.
+   */
   async close (): Promise<void> {
     this.closed = true
-    const workers = this.instances.map((i) => i.worker)
+    const instances = this.instances
     this.instances = []
-    await Promise.all(workers.map((w) => w.terminate()))
+    await Promise.all(instances.map(async (instance) => {
+      await instance.whenIdle()
+      await instance.worker.terminate()
+    }))
   }
 
   private adopt (worker: Worker): void {

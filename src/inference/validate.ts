@@ -1,4 +1,5 @@
 import { InvalidRequest } from '../errors.js'
+import { truncate } from '../text.js'
 import { isV2Datatype, type V2Datatype } from './datatypes.js'
 import type { TensorSpec } from './signature.js'
 
@@ -23,20 +24,20 @@ export function validateInputHeader (
 ): { datatype: V2Datatype, shape: number[], elements: number } {
   const where = `input '${spec.name}'`
   if (!isV2Datatype(datatype)) {
-    throw new InvalidRequest(`${where}: datatype ${JSON.stringify(datatype)} is not a supported v2 datatype`)
+    throw new InvalidRequest(`${where}: datatype ${truncate(JSON.stringify(datatype) ?? String(datatype))} is not a supported v2 datatype`)
   }
   if (datatype !== spec.datatype) {
     throw new InvalidRequest(`${where}: datatype ${datatype} does not match the model's ${spec.datatype}`)
   }
   if (!Array.isArray(shape)) throw new InvalidRequest(`${where}: shape must be an array of integers`)
   if (shape.length !== spec.shape.length || shape.length > MAX_RANK) {
-    throw new InvalidRequest(`${where}: shape [${shape.join(',')}] has rank ${shape.length}, the model expects rank ${spec.shape.length} ([${spec.shape.join(',')}])`)
+    throw new InvalidRequest(`${where}: shape [${truncate(shape.join(','))}] has rank ${shape.length}, the model expects rank ${spec.shape.length} ([${spec.shape.join(',')}])`)
   }
   let elements = 1
   for (let i = 0; i < shape.length; i++) {
     const dim: unknown = shape[i]
     if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > MAX_DIMENSION) {
-      throw new InvalidRequest(`${where}: shape[${i}] must be a positive integer, got ${JSON.stringify(dim)}`)
+      throw new InvalidRequest(`${where}: shape[${i}] must be an integer from 1 to ${MAX_DIMENSION}, got ${truncate(JSON.stringify(dim) ?? String(dim))}`)
     }
     const declared = spec.shape[i]
     if (declared !== -1 && declared !== dim) {

@@ -17,6 +17,7 @@ export function createJournal (config: Config, deps: { metrics: Metrics, log: Lo
     instanceId: config.instanceId,
     resultTtlSeconds: config.resultTtlSeconds,
     commandTimeoutMs: config.redisCommandTimeoutMs,
+    leaseTtlMs: config.leaseTtlMs,
     metrics: deps.metrics,
     log: deps.log
   })

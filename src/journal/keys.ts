@@ -5,7 +5,10 @@
 export function journalKeys (namespace: string) {
   const base = `spotgate:{${namespace}}`
   return {
+    requestPrefix: `${base}:req:`,
     request: (id: string) => `${base}:req:${id}`,
+    leases: `${base}:leases`,
+    replayGroup: 'replayers',
     ownedPrefix: `${base}:owned:`,
     owned: (instance: string) => `${base}:owned:${instance}`,
     channelPrefix: `${base}:final:`,

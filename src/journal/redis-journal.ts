@@ -5,7 +5,7 @@ import type { Metrics } from '../metrics.js'
 import { GroupCommit } from './group-commit.js'
 import { isFinal, JournalUnavailableError, type AcceptEntry, type HandOff, type AcceptResult, type Completion, type Journal, type RequestState, type RequestView } from './journal.js'
 import { journalKeys, type JournalKeys } from './keys.js'
-import { ACCEPT, COMPLETE, HAND_OFF } from './scripts.js'
+import { ACCEPT, CLAIM_REPLAY, COMPLETE, HAND_OFF, REAP_DEAD, RENEW_LEASE } from './scripts.js'
 
 export interface RedisJournalOptions {
   readonly url: string
@@ -13,6 +13,7 @@ export interface RedisJournalOptions {
   readonly instanceId: string
   readonly resultTtlSeconds: number
   readonly commandTimeoutMs: number
+  readonly leaseTtlMs: number
   readonly metrics: Metrics
   readonly log: Logger
 }
@@ -21,6 +22,9 @@ type ScriptClient = Redis & {
   spotgateAcceptBuffer: (...args: Array<string | Buffer | number>) => Promise<Array<number | Buffer[]>>
   spotgateComplete: (...args: Array<string | Buffer | number>) => Promise<number[]>
   spotgateHandOff: (...args: Array<string | Buffer | number>) => Promise<number>
+  spotgateRenewLease: (...args: Array<string | number>) => Promise<string | null>
+  spotgateReapDead: (...args: Array<string | number>) => Promise<[number, number]>
+  spotgateClaimReplayBuffer: (...args: Array<string | number>) => Promise<Buffer[]>
 }
 
 const HEALTH_INTERVAL_MS = 250
@@ -61,6 +65,9 @@ export class RedisJournal implements Journal {
     this.client.defineCommand('spotgateAccept', { lua: ACCEPT })
     this.client.defineCommand('spotgateComplete', { lua: COMPLETE })
     this.client.defineCommand('spotgateHandOff', { lua: HAND_OFF })
+    this.client.defineCommand('spotgateRenewLease', { lua: RENEW_LEASE })
+    this.client.defineCommand('spotgateReapDead', { lua: REAP_DEAD })
+    this.client.defineCommand('spotgateClaimReplay', { lua: CLAIM_REPLAY })
     this.client.on('ready', () => this.checkHealth())
     this.client.on('error', (error: Error) => this.markUnhealthy(`Redis error: ${error.message}`))
     this.client.on('close', () => this.markUnhealthy('Redis connection closed'))
@@ -149,6 +156,86 @@ export class RedisJournal implements Journal {
     await this.client.quit().catch(() => this.client.disconnect())
   }
 
+  // Fleet duties (design.md §4, paths 3 and 4): leases, take-overs and the replay stream.
+
+  /** Renews this instance's lease; false when it had lapsed, so peers may have taken its work. */
+  async renewLease (): Promise<boolean> {
+    const now = Date.now()
+    const { keys, options } = this
+    const previous = await this.timed('lease', () => this.client.spotgateRenewLease(1, keys.leases, options.instanceId, now, options.leaseTtlMs, Math.max(options.resultTtlSeconds * 1000, options.leaseTtlMs * 10)))
+    return previous !== null && Number(previous) >= now
+  }
+
+  /** Moves the unfinished requests of instances whose lease expired to the replay stream. */
+  async reapDeadInstances (): Promise<{ instances: number, requests: number }> {
+    const { keys } = this
+    const [instances, requests] = await this.timed('reap', () => this.client.spotgateReapDead(2, keys.leases, keys.replayStream, Date.now(), keys.ownedPrefix, keys.requestPrefix, this.options.resultTtlSeconds * 1000))
+    return { instances, requests }
+  }
+
+  /** Ends this instance's lease now and hands whatever it still owns to the fleet. */
+  async releaseLease (): Promise<number> {
+    await this.timed('lease', () => this.client.zadd(this.keys.leases, 0, this.options.instanceId))
+    return (await this.reapDeadInstances()).requests
+  }
+
+  /** A connection of its own for blocking stream reads, which would stall the shared one. */
+  createBlockingClient (blockMs: number): Redis {
+    const reader = this.client.duplicate({ enableAutoPipelining: false, commandTimeout: blockMs + this.options.commandTimeoutMs, connectionName: `spotgate:${this.options.instanceId}:replay` })
+    reader.on('error', () => {})
+    return reader
+  }
+
+  async ensureReplayGroup (): Promise<void> {
+    try {
+      await this.client.xgroup('CREATE', this.keys.replayStream, this.keys.replayGroup, '0', 'MKSTREAM')
+    } catch (error) {
+      if (!String((error as Error).message).includes('BUSYGROUP')) throw error
+    }
+  }
+
+  /**
+   * Up to `count` replay entries for this instance: first those a dead or stalled
+   * replayer held longer than `claimIdleMs`, then new ones (blocking up to `blockMs`).
+   */
+  async readReplayEntries (reader: Redis, count: number, blockMs: number, claimIdleMs: number): Promise<ReplayEntry[]> {
+    const { keys, options } = this
+    const stolen = await this.timed('replay_read', () => this.client.xautoclaim(keys.replayStream, keys.replayGroup, options.instanceId, claimIdleMs, '0-0', 'COUNT', count)) as [string, Array<[string, string[]] | null>]
+    const entries = stolen[1].flatMap((entry) => (entry === null ? [] : [toEntry(entry)]))
+    if (entries.length > 0) return entries
+    const fresh = await reader.xreadgroup('GROUP', keys.replayGroup, options.instanceId, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.replayStream, '>') as Array<[string, Array<[string, string[]]>]> | null
+    return fresh === null ? [] : fresh.flatMap(([, list]) => list.map(toEntry))
+  }
+
+  async claimReplay (entry: ReplayEntry, maxAttempts: number): Promise<ReplayClaimResult> {
+    const { keys, options } = this
+    const reply = await this.timed('replay_claim', () => this.client.spotgateClaimReplayBuffer(3, keys.request(entry.id), keys.leases, keys.replayStream,
+      Date.now(), options.instanceId, maxAttempts, keys.ownedPrefix, keys.replayGroup, entry.entryId, entry.id))
+    const kind = reply[0].toString()
+    if (kind === 'skip') return { kind: 'skip' }
+    if (kind === 'exhausted') return { kind: 'exhausted', attempts: Number(reply[1].toString()) }
+    return { kind: 'claimed', payload: reply[1], fingerprint: reply[2].toString(), attempts: Number(reply[3].toString()), handedOffAt: Number(reply[4].toString()) }
+  }
+
+  /** Resets the idle time of entries still being replayed here, without counting a delivery, so no peer steals them. */
+  async touchReplays (entryIds: string[]): Promise<void> {
+    if (entryIds.length === 0) return
+    await this.timed('replay_touch', () => this.client.xclaim(this.keys.replayStream, this.keys.replayGroup, this.options.instanceId, 0, ...entryIds, 'JUSTID'))
+  }
+
+  async ackReplay (entryId: string): Promise<void> {
+    const { keys } = this
+    await this.timed('replay_ack', async () => {
+      await this.client.xack(keys.replayStream, keys.replayGroup, entryId)
+      await this.client.xdel(keys.replayStream, entryId)
+    })
+  }
+
+  /** Entries waiting in the replay stream (for the backlog gauge). */
+  async replayBacklog (): Promise<number> {
+    return this.timed('replay_backlog', () => this.client.xlen(this.keys.replayStream))
+  }
+
   private async subscriberClient (): Promise<Redis> {
     if (this.subscriber === undefined) {
       const subscriber = this.client.duplicate({ enableAutoPipelining: false, connectionName: `spotgate:${this.options.instanceId}:sub` })
@@ -169,9 +256,9 @@ export class RedisJournal implements Journal {
 
   private async acceptGroup (entries: AcceptEntry[]): Promise<AcceptResult[]> {
     const { keys, options } = this
-    const args: Array<string | Buffer | number> = [entries.length + 1, keys.owned(options.instanceId)]
+    const args: Array<string | Buffer | number> = [entries.length + 2, keys.owned(options.instanceId), keys.leases]
     for (const entry of entries) args.push(keys.request(entry.id))
-    args.push(Date.now(), options.resultTtlSeconds * 1000, options.instanceId)
+    args.push(Date.now(), options.resultTtlSeconds * 1000, options.instanceId, options.leaseTtlMs)
     for (const entry of entries) args.push(entry.id, entry.fingerprint, entry.model, entry.version, entry.payload)
     const replies = await this.timed('accept', () => this.client.spotgateAcceptBuffer(...args))
     return replies.map((reply, index) => {
@@ -201,7 +288,7 @@ export class RedisJournal implements Journal {
     // One script call per reason keeps the stream entries' reason exact.
     for (const reason of new Set(entries.map((e) => e.reason))) {
       const ids = entries.filter((e) => e.reason === reason).map((e) => e.id)
-      const args: Array<string | number> = [ids.length + 1, ...ids.map((id) => keys.request(id)), keys.replayStream, Date.now(), keys.ownedPrefix, reason, ...ids]
+      const args: Array<string | number> = [ids.length + 1, ...ids.map((id) => keys.request(id)), keys.replayStream, Date.now(), keys.ownedPrefix, reason, this.options.resultTtlSeconds * 1000, ...ids]
       await this.timed('hand_off', () => this.client.spotgateHandOff(...args))
     }
     return entries.map(() => undefined)
@@ -254,6 +341,7 @@ export class RedisJournal implements Journal {
   }
 
   private markUnhealthy (problem: string): void {
+    if (this.closed) return
     if (this.healthy) this.options.log.error({ problem }, 'journal unavailable')
     this.healthy = false
     this.problem = `journal unavailable: ${problem}`
@@ -270,6 +358,21 @@ export class RedisJournal implements Journal {
       this.options.metrics.journalDuration.observe({ op }, (performance.now() - started) / 1000)
     }
   }
+}
+
+export interface ReplayEntry {
+  readonly entryId: string
+  readonly id: string
+}
+
+export type ReplayClaimResult =
+  | { readonly kind: 'skip' }
+  | { readonly kind: 'exhausted', readonly attempts: number }
+  | { readonly kind: 'claimed', readonly payload: Buffer, readonly fingerprint: string, readonly attempts: number, readonly handedOffAt: number }
+
+function toEntry ([entryId, fields]: [string, string[]]): ReplayEntry {
+  const at = fields.indexOf('id')
+  return { entryId, id: at === -1 ? '' : fields[at + 1] }
 }
 
 function toView (id: string, state: string, owner: string, code: Buffer | null, ctype: Buffer | null, body: Buffer | null): RequestView {

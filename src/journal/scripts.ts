@@ -3,15 +3,17 @@
 // dropped), because each checks the record's state before changing it.
 
 /**
- * KEYS[1] owned set of this instance, KEYS[2..] one request key per entry.
- * ARGV: now, ttl ms, owner, then per entry: id, fingerprint, model, version, payload.
+ * KEYS[1] owned set of this instance, KEYS[2] leases, KEYS[3..] one request key per entry.
+ * ARGV: now, ttl ms, owner, lease ttl ms, then per entry: id, fingerprint, model, version, payload.
  * Returns per entry: 1 when newly accepted, else {state, fingerprint, owner, code, content type, body}.
+ * The owner's lease is created if missing, so no owned request is ever outside a lease.
  */
 export const ACCEPT = `
 local now, ttl, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+redis.call('ZADD', KEYS[2], 'NX', tonumber(now) + tonumber(ARGV[4]), owner)
 local out = {}
-for i = 2, #KEYS do
-  local a = 4 + (i - 2) * 5
+for i = 3, #KEYS do
+  local a = 5 + (i - 3) * 5
   local key = KEYS[i]
   local found = redis.call('HMGET', key, 'state', 'fp', 'owner', 'code', 'ctype', 'body')
   if found[1] then
@@ -61,7 +63,7 @@ return out
  * Gives requests this instance can no longer finish to the fleet: each pending one
  * becomes `handed_off`, leaves its owner's set and is appended to the replay stream.
  * KEYS: one request key per entry, then the replay stream. ARGV: now, owned-set prefix,
- * reason, then the ids. Returns the number handed off (already final or already
+ * reason, stream ttl ms, then the ids. Returns the number handed off (already final or already
  * handed off: skipped, so a re-sent call changes nothing).
  */
 export const HAND_OFF = `
@@ -70,7 +72,7 @@ local stream = KEYS[#KEYS]
 local count = 0
 for i = 1, #KEYS - 1 do
   local key = KEYS[i]
-  local id = ARGV[3 + i]
+  local id = ARGV[4 + i]
   local found = redis.call('HMGET', key, 'state', 'owner')
   if found[1] == 'queued' or found[1] == 'running' or found[1] == 'replaying' then
     if found[2] then redis.call('ZREM', ownedPrefix .. found[2], id) end
@@ -79,5 +81,75 @@ for i = 1, #KEYS - 1 do
     count = count + 1
   end
 end
+redis.call('PEXPIRE', stream, ARGV[4])
 return count
+`
+
+/**
+ * Renews this instance's lease. KEYS[1] leases. ARGV: instance, now, lease ttl ms, key ttl ms.
+ * Returns the previous expiry (false when there was none: first start, or the lease
+ * expired and a peer already took this instance's work).
+ */
+export const RENEW_LEASE = `
+local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return previous
+`
+
+/**
+ * Takes over the unfinished work of instances whose lease expired. Atomic, so of
+ * several peers racing exactly one moves each dead instance's requests.
+ * KEYS[1] leases, KEYS[2] replay stream. ARGV: now, owned-set prefix, request-key prefix, stream ttl ms.
+ * Returns {instances taken over, requests moved to the replay stream}.
+ */
+export const REAP_DEAD = `
+local now, ownedPrefix, requestPrefix = ARGV[1], ARGV[2], ARGV[3]
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
+local moved = 0
+for _, instance in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], instance)
+  local owned = ownedPrefix .. instance
+  for _, id in ipairs(redis.call('ZRANGE', owned, 0, -1)) do
+    local key = requestPrefix .. id
+    local state = redis.call('HGET', key, 'state')
+    if state == 'queued' or state == 'running' or state == 'replaying' then
+      redis.call('HSET', key, 'state', 'handed_off', 'owner', '', 'updated', now, 'reason', 'lease_expired')
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'reason', 'lease_expired')
+      redis.call('PEXPIRE', KEYS[2], ARGV[4])
+      moved = moved + 1
+    end
+  end
+  redis.call('DEL', owned)
+end
+return { #dead, moved }
+`
+
+/**
+ * Claims one replay stream entry for this instance.
+ * KEYS[1] request key, KEYS[2] leases, KEYS[3] replay stream.
+ * ARGV: now, instance, max attempts, owned-set prefix, group, entry id, request id.
+ * Returns {'skip'} (already final, or held by a live instance: the entry is acked),
+ * {'exhausted', attempts} or {'claimed', payload, fingerprint, attempts, handed-off at}.
+ */
+export const CLAIM_REPLAY = `
+local now, me, maxAttempts, ownedPrefix, group, entry, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local found = redis.call('HMGET', KEYS[1], 'state', 'owner', 'attempts', 'payload', 'fp', 'updated')
+local state, holder = found[1], found[2] or ''
+local function skip()
+  redis.call('XACK', KEYS[3], group, entry)
+  redis.call('XDEL', KEYS[3], entry)
+  return { 'skip' }
+end
+if not state or state == 'done' or state == 'failed' or not found[4] then return skip() end
+if state ~= 'handed_off' and holder ~= '' and holder ~= me then
+  local lease = redis.call('ZSCORE', KEYS[2], holder)
+  if lease and tonumber(lease) > tonumber(now) then return skip() end
+end
+local attempts = tonumber(found[3] or '0') + 1
+if attempts > maxAttempts then return { 'exhausted', attempts - 1 } end
+if holder ~= '' then redis.call('ZREM', ownedPrefix .. holder, id) end
+redis.call('HSET', KEYS[1], 'state', 'replaying', 'owner', me, 'attempts', attempts, 'updated', now)
+redis.call('ZADD', ownedPrefix .. me, now, id)
+return { 'claimed', found[4], found[5] or '', attempts, found[6] or now }
 `

@@ -1,0 +1,65 @@
+import type { Logger } from 'pino'
+import type { Metrics } from '../metrics.js'
+import type { RedisJournal } from './redis-journal.js'
+
+/**
+ * Keeps this instance's lease alive and takes over the work of instances whose
+ * lease expired (killed without notice, or cut off from Redis for longer than the TTL).
+ */
+export class LeaseKeeper {
+  private renewTimer: NodeJS.Timeout | undefined
+  private reapTimer: NodeJS.Timeout | undefined
+  private held = false
+
+  constructor (private readonly journal: RedisJournal, private readonly leaseTtlMs: number, private readonly log: Logger, private readonly metrics: Metrics) {}
+
+  start (): void {
+    void this.renew()
+    this.renewTimer = setInterval(() => { void this.renew() }, Math.max(100, Math.floor(this.leaseTtlMs / 3)))
+    this.reapTimer = setInterval(() => { void this.reap() }, Math.max(100, Math.floor(this.leaseTtlMs / 2)))
+  }
+
+  /** Stops renewing and hands whatever this instance still owns to the fleet at once. */
+  async release (): Promise<void> {
+    this.stop()
+    try {
+      const moved = await this.journal.releaseLease()
+      this.log.info({ requests: moved }, 'lease released')
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not release the lease; peers take over once it expires')
+    }
+  }
+
+  stop (): void {
+    clearInterval(this.renewTimer)
+    clearInterval(this.reapTimer)
+  }
+
+  private async renew (): Promise<void> {
+    if (this.journal.unavailableReason() !== undefined) return
+    try {
+      const wasValid = await this.journal.renewLease()
+      if (this.held && !wasValid) {
+        this.metrics.leaseLost.inc()
+        this.log.warn('this instance\'s lease had expired: peers may have taken over its unfinished requests; results are first-write-wins, so each request still gets one answer')
+      }
+      this.held = true
+    } catch (error) {
+      this.log.warn({ err: error }, 'lease renewal failed')
+    }
+  }
+
+  private async reap (): Promise<void> {
+    if (this.journal.unavailableReason() !== undefined) return
+    try {
+      const { instances, requests } = await this.journal.reapDeadInstances()
+      if (instances > 0) {
+        this.metrics.leaseTakeovers.inc(instances)
+        this.metrics.leaseTakeoverRequests.inc(requests)
+        this.log.warn({ instances, requests }, 'took over the unfinished requests of instances whose lease expired')
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'lease take-over check failed')
+    }
+  }
+}
