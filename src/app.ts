@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import { installErrorHandling } from './http/error-handler.js'
+import { answerFrameworkError, installErrorHandling } from './http/error-handler.js'
 import { installRequestMetrics } from './http/request-labels.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
@@ -51,7 +51,8 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
     genReqId: () => randomUUID(),
     // Per-request access logs cost more than an inference at these rates; errors are logged where they happen.
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
-    routerOptions: { maxParamLength: 300 }
+    routerOptions: { maxParamLength: 300 },
+    frameworkErrors: answerFrameworkError
   })
   app.removeContentTypeParser('text/plain')
   const { state } = deps
