@@ -10,6 +10,7 @@ import { inferRoutes } from './http/routes/infer.js'
 import { metricsRoute } from './http/routes/metrics.js'
 import { modelRoutes } from './http/routes/models.js'
 import { jsonResponses } from './http/stored-response.js'
+import { registerUnderPressure } from './http/plugins/under-pressure.js'
 import { InferenceService } from './inference-service.js'
 import type { ModelRegistry } from './inference/model-registry.js'
 import type { Journal } from './journal/journal.js'
@@ -65,6 +66,7 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
   })
   deps.state.addReadinessCheck(() => deps.journal.unavailableReason())
   installErrorHandling(app, config)
+  await registerUnderPressure(app, config.pressure, deps.state)
   installRequestMetrics(app, deps.metrics)
 
   const service = new InferenceService({

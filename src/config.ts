@@ -4,6 +4,7 @@ import envSchema from 'env-schema'
 import { ConfigError } from './config-error.js'
 import type { ModelConfig } from './inference/model-repository.js'
 import type { ExecutionProvider } from './inference/providers.js'
+import type { PressureLimits } from './http/plugins/under-pressure.js'
 
 export const PREEMPTION_SOURCES = ['aws', 'gcp', 'azure'] as const
 export type PreemptionSource = (typeof PREEMPTION_SOURCES)[number]
@@ -49,6 +50,9 @@ const schema = {
     ADMIN_TOKEN: { type: 'string' },
     MAX_BODY_BYTES: integer(16 * 1024 * 1024, 1024, 2 ** 30),
     KEEP_ALIVE_TIMEOUT_MS: integer(75000, 1000),
+    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: integer(1000),
+    PRESSURE_MAX_HEAP_BYTES: integer(0, 0, Number.MAX_SAFE_INTEGER),
+    PRESSURE_MAX_RSS_BYTES: integer(0, 0, Number.MAX_SAFE_INTEGER),
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }
   }
 } as const
@@ -79,6 +83,7 @@ export interface Config {
   readonly adminToken?: string
   readonly maxBodyBytes: number
   readonly keepAliveTimeoutMs: number
+  readonly pressure: PressureLimits
   readonly logLevel: string
 }
 
@@ -164,6 +169,11 @@ function buildConfig (raw: Env): Config {
     ...(optional(raw.ADMIN_TOKEN) !== undefined && { adminToken: optional(raw.ADMIN_TOKEN) }),
     maxBodyBytes: raw.MAX_BODY_BYTES as number,
     keepAliveTimeoutMs: raw.KEEP_ALIVE_TIMEOUT_MS as number,
+    pressure: {
+      maxEventLoopDelayMs: raw.PRESSURE_MAX_EVENT_LOOP_DELAY_MS as number,
+      maxHeapUsedBytes: raw.PRESSURE_MAX_HEAP_BYTES as number,
+      maxRssBytes: raw.PRESSURE_MAX_RSS_BYTES as number
+    },
     logLevel: raw.LOG_LEVEL as string
   }
   if (sources.length > 1 && (sources.includes('auto') || sources.includes('none'))) {

@@ -30,6 +30,7 @@ export interface SubmitOptions {
 
 export interface BatchObserver {
   batchStarted?: (rows: number, requests: number) => void
+  queueDepth?: (depth: number) => void
 }
 
 interface Job {
@@ -84,6 +85,7 @@ export class Batcher {
       }
       this.queue.push(job)
       this.pump()
+      this.observer.queueDepth?.(this.queue.length)
     })
   }
 
@@ -91,6 +93,7 @@ export class Batcher {
     const index = this.queue.indexOf(job)
     if (index === -1) return
     this.queue.splice(index, 1)
+    this.observer.queueDepth?.(this.queue.length)
     job.reject(reason)
   }
 
@@ -135,6 +138,7 @@ export class Batcher {
   }
 
   private dispatch (batch: Job[]): void {
+    this.observer.queueDepth?.(this.queue.length)
     const started = performance.now()
     const rows = batch.reduce((sum, job) => sum + job.rows, 0)
     for (const job of batch) job.onStart?.()

@@ -75,7 +75,10 @@ export class ModelRegistry {
       maxQueueDelayMicros: entry.config.maxQueueDelayMicros,
       preferredBatchSizes: entry.config.preferredBatchSizes,
       maxQueueSize: entry.config.maxQueueSize
-    }, { batchStarted: (rows) => this.metrics.batchSize.observe(labels, rows) })
+    }, {
+      batchStarted: (rows) => this.metrics.batchSize.observe(labels, rows),
+      queueDepth: (depth) => this.metrics.queueDepth.set(labels, depth)
+    })
 
     const model: ServedModel = {
       name: entry.name,
