@@ -116,6 +116,10 @@ export class InferenceService {
     await this.deps.journal.complete({ id, state: 'failed', response })
   }
 
+  isActive (id: string): boolean {
+    return this.active.has(id)
+  }
+
   get activeCount (): number {
     return this.active.size
   }

@@ -38,7 +38,13 @@ const { app, service } = await buildServer(config, { models, metrics, state, log
 // With Redis, this instance is part of a fleet: it keeps a lease and replays its peers' unfinished work.
 const fleet = journal instanceof RedisJournal
   ? {
-      leases: new LeaseKeeper(journal, config.leaseTtlMs, log, metrics),
+      leases: new LeaseKeeper(journal, {
+        leaseTtlMs: config.leaseTtlMs,
+        orphanAfterMs: Math.max(5000, 4 * config.redisCommandTimeoutMs),
+        isLocallyActive: (id) => service.isActive(id),
+        log,
+        metrics
+      }),
       replayer: new ReplayWorker({
         journal,
         concurrency: config.replayConcurrency,

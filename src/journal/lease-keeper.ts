@@ -6,12 +6,29 @@ import type { RedisJournal } from './redis-journal.js'
  * Keeps this instance's lease alive and takes over the work of instances whose
  * lease expired (killed without notice, or cut off from Redis for longer than the TTL).
  */
+export interface LeaseKeeperOptions {
+  readonly leaseTtlMs: number
+  /** Requests owned in Redis but unknown to this process longer than this are handed to the fleet. */
+  readonly orphanAfterMs: number
+  readonly isLocallyActive: (id: string) => boolean
+  readonly log: Logger
+  readonly metrics: Metrics
+}
+
 export class LeaseKeeper {
   private renewTimer: NodeJS.Timeout | undefined
   private reapTimer: NodeJS.Timeout | undefined
   private held = false
 
-  constructor (private readonly journal: RedisJournal, private readonly leaseTtlMs: number, private readonly log: Logger, private readonly metrics: Metrics) {}
+  private readonly leaseTtlMs: number
+  private readonly log: Logger
+  private readonly metrics: Metrics
+
+  constructor (private readonly journal: RedisJournal, private readonly options: LeaseKeeperOptions) {
+    this.leaseTtlMs = options.leaseTtlMs
+    this.log = options.log
+    this.metrics = options.metrics
+  }
 
   start (): void {
     void this.renew()
@@ -51,6 +68,7 @@ export class LeaseKeeper {
 
   private async reap (): Promise<void> {
     if (this.journal.unavailableReason() !== undefined) return
+    await this.releaseOrphans()
     try {
       const { instances, requests } = await this.journal.reapDeadInstances()
       if (instances > 0) {
@@ -60,6 +78,23 @@ export class LeaseKeeper {
       }
     } catch (error) {
       this.log.warn({ err: error }, 'lease take-over check failed')
+    }
+  }
+
+  /**
+   * An accept whose reply was lost (a timeout after the script ran) leaves a request
+   * owned here that this process never ran: give it to the fleet.
+   */
+  private async releaseOrphans (): Promise<void> {
+    try {
+      const ids = await this.journal.ownedBefore(Date.now() - this.options.orphanAfterMs)
+      const orphans = ids.filter((id) => !this.options.isLocallyActive(id))
+      if (orphans.length === 0) return
+      await Promise.all(orphans.map((id) => this.journal.handOff({ id, reason: 'orphaned' })))
+      this.metrics.handoffs.inc({ reason: 'orphaned' }, orphans.length)
+      this.log.warn({ count: orphans.length }, 'handed off requests journaled here that this process was not running')
+    } catch (error) {
+      this.log.warn({ err: error }, 'orphan check failed')
     }
   }
 }

@@ -173,6 +173,11 @@ export class RedisJournal implements Journal {
     return { instances, requests }
   }
 
+  /** Ids this instance owns in Redis that were accepted before `before` (epoch ms). */
+  async ownedBefore (before: number): Promise<string[]> {
+    return this.timed('owned', () => this.client.zrangebyscore(this.keys.owned(this.options.instanceId), '-inf', before, 'LIMIT', 0, 1000))
+  }
+
   /** Ends this instance's lease now and hands whatever it still owns to the fleet. */
   async releaseLease (): Promise<number> {
     await this.timed('lease', () => this.client.zadd(this.keys.leases, 0, this.options.instanceId))
