@@ -9,7 +9,8 @@ import { healthRoutes } from './http/routes/health.js'
 import { inferRoutes } from './http/routes/infer.js'
 import { metricsRoute } from './http/routes/metrics.js'
 import { modelRoutes } from './http/routes/models.js'
-import { jsonResponses } from './http/stored-response.js'
+import { v2Responses } from './http/stored-response.js'
+import { installBodyParsers } from './http/body-parsers.js'
 import { registerUnderPressure } from './http/plugins/under-pressure.js'
 import { InferenceService } from './inference-service.js'
 import type { ModelRegistry } from './inference/model-registry.js'
@@ -55,7 +56,7 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
     routerOptions: { maxParamLength: 300 },
     frameworkErrors: answerFrameworkError
   })
-  app.removeContentTypeParser('text/plain')
+  installBodyParsers(app)
   const { state } = deps
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
@@ -76,7 +77,7 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
     instanceId: config.instanceId,
     idempotencyWaitMs: config.idempotencyWaitMs,
     models: deps.models,
-    replayEncoder: jsonResponses
+    replayEncoder: v2Responses
   })
   await app.register(healthRoutes, { state: deps.state, version: PACKAGE_VERSION })
   await app.register(metricsRoute, { metrics: deps.metrics })

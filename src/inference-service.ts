@@ -185,7 +185,7 @@ export class InferenceService {
       ])
       metrics.queueDuration.observe(labels, timing.queueMs / 1000)
       metrics.inferenceDuration.observe(labels, timing.inferenceMs / 1000)
-      response = encoder.success({ model: model.name, version: model.version, ...(request.clientId !== undefined && { clientId: request.clientId }), outputs })
+      response = encoder.success({ model: model.name, version: model.version, ...(request.clientId !== undefined && { clientId: request.clientId }), outputs }, request)
     } catch (error) {
       if (error instanceof HandedOff) {
         metrics.inflight.dec({ model: model.name })

@@ -10,7 +10,7 @@ import { truncate } from '../text.js'
 /** Fastify's own messages for these say less than a client needs to fix the request. */
 function describe (error: FastifyError, contentType: string | undefined, maxBodyBytes: number): string | undefined {
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return `content type ${contentType === undefined ? '(none)' : JSON.stringify(contentType.slice(0, 100))} is not supported; send application/json`
+    return `content type ${contentType === undefined ? '(none)' : JSON.stringify(contentType.slice(0, 100))} is not supported; send application/json, or a binary request with Inference-Header-Content-Length`
   }
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `request body exceeds the limit of ${maxBodyBytes} bytes (MAX_BODY_BYTES)`
   return undefined

@@ -1,6 +1,6 @@
 import { InvalidRequest } from '../errors.js'
 import { truncate } from '../text.js'
-import { allocate, type TensorData, type V2Datatype } from '../inference/datatypes.js'
+import { allocate, bytesPerElement, viewOf, type TensorData, type V2Datatype } from '../inference/datatypes.js'
 import { fromHalfBits, toHalfBits } from '../inference/float16.js'
 import type { InferenceResponse, ModelSignature, Tensor, TensorSpec } from '../inference/signature.js'
 import { validateInputHeader, type ModelLimits } from '../inference/validate.js'
@@ -19,6 +19,29 @@ export interface DecodedBody {
   readonly clientId?: string
   readonly inputs: Tensor[]
   readonly outputs?: string[]
+  /** Outputs the client wants as raw bytes (binary tensor data extension): true for all. */
+  readonly binaryOutputs?: true | string[]
+}
+
+/** Reads consecutive slices of a binary request's data section. */
+class BinarySection {
+  private offset = 0
+  constructor (readonly bytes: Buffer) {}
+
+  take (name: string, size: number): Buffer {
+    if (this.offset + size > this.bytes.length) {
+      throw new InvalidRequest(`input '${name}': binary_data_size ${size} runs past the end of the body (${this.bytes.length - this.offset} bytes left)`)
+    }
+    const slice = this.bytes.subarray(this.offset, this.offset + size)
+    this.offset += size
+    return slice
+  }
+
+  finish (): void {
+    if (this.offset !== this.bytes.length) {
+      throw new InvalidRequest(`binary data section has ${this.bytes.length} bytes but the inputs' binary_data_size add up to ${this.offset}`)
+    }
+  }
 }
 
 const INTEGER_RANGE: Partial<Record<V2Datatype, readonly [number, number]>> = {
@@ -37,9 +60,14 @@ function isObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-export function decodeRequestBody (body: unknown, signature: ModelSignature, limits: ModelLimits): DecodedBody {
+/**
+ * Decodes a v2 request. `binaryData` is the section after the JSON header of a
+ * binary request (Inference-Header-Content-Length), read in input order.
+ */
+export function decodeRequestBody (body: unknown, signature: ModelSignature, limits: ModelLimits, binaryData?: Buffer): DecodedBody {
   if (!isObject(body)) throw new InvalidRequest('request body must be a JSON object')
-  const { id, inputs, outputs } = body as V2RequestBody
+  const { id, inputs, outputs, parameters } = body as V2RequestBody
+  const binary = binaryData === undefined ? undefined : new BinarySection(binaryData)
   if (id !== undefined && typeof id !== 'string') throw new InvalidRequest('id must be a string')
   if (!Array.isArray(inputs) || inputs.length === 0) throw new InvalidRequest('inputs must be a non-empty array of tensors')
 
@@ -53,24 +81,35 @@ export function decodeRequestBody (body: unknown, signature: ModelSignature, lim
       throw new InvalidRequest(`input '${truncate(name)}' is not an input of this model (inputs: ${signature.inputs.map((s) => s.name).join(', ')})`)
     }
     if (byName.has(name)) throw new InvalidRequest(`input '${name}' is given more than once`)
-    byName.set(name, decodeTensor(spec, raw, limits))
+    byName.set(name, decodeTensor(spec, raw, limits, binary))
   }
+  binary?.finish()
   const missing = signature.inputs.filter((s) => !byName.has(s.name))
   if (missing.length > 0) throw new InvalidRequest(`missing input ${missing.map((s) => `'${s.name}'`).join(', ')}`)
   checkBatchAgreement(signature, byName, limits)
 
+  const requested = outputs === undefined ? undefined : decodeRequestedOutputs(outputs, signature)
+  const binaryOutputs = isObject(parameters) && parameters.binary_data_output === true ? true as const : requested?.binary
   return {
     ...(id !== undefined && { clientId: id }),
     inputs: signature.inputs.map((s) => byName.get(s.name) as Tensor),
-    ...(outputs !== undefined && { outputs: decodeRequestedOutputs(outputs, signature) })
+    ...(requested !== undefined && { outputs: requested.names }),
+    ...(binaryOutputs !== undefined && (binaryOutputs === true || binaryOutputs.length > 0) && { binaryOutputs })
   }
 }
 
-function decodeTensor (spec: TensorSpec, raw: Record<string, unknown>, limits: ModelLimits): Tensor {
-  if (isObject(raw.parameters) && raw.parameters.binary_data_size !== undefined) {
-    throw new InvalidRequest(`input '${spec.name}': binary_data_size needs a binary request (Inference-Header-Content-Length)`)
-  }
+function decodeTensor (spec: TensorSpec, raw: Record<string, unknown>, limits: ModelLimits, binary: BinarySection | undefined): Tensor {
   const { datatype, shape, elements } = validateInputHeader(spec, raw.datatype, raw.shape, limits)
+  const size = isObject(raw.parameters) ? raw.parameters.binary_data_size : undefined
+  if (size !== undefined) {
+    if (binary === undefined) throw new InvalidRequest(`input '${spec.name}': binary_data_size needs a binary request (Inference-Header-Content-Length)`)
+    if (raw.data !== undefined) throw new InvalidRequest(`input '${spec.name}': give either data or binary_data_size, not both`)
+    const expected = elements * bytesPerElement(datatype)
+    if (size !== expected) throw new InvalidRequest(`input '${spec.name}': binary_data_size is ${truncate(String(size))}, shape [${shape.join(',')}] of ${datatype} needs ${expected} bytes`)
+    const data = viewOf(datatype, binary.take(spec.name, expected))
+    if (datatype === 'BOOL' && (data as Uint8Array).some((v) => v > 1)) throw new InvalidRequest(`input '${spec.name}': BOOL bytes must be 0 or 1`)
+    return { name: spec.name, datatype, shape, data }
+  }
   const values = raw.data
   if (!Array.isArray(values)) throw new InvalidRequest(`input '${spec.name}': data must be a flat array of ${elements} values`)
   if (values.length !== elements) {
@@ -142,9 +181,10 @@ function checkBatchAgreement (signature: ModelSignature, inputs: Map<string, Ten
   }
 }
 
-function decodeRequestedOutputs (outputs: unknown, signature: ModelSignature): string[] {
+function decodeRequestedOutputs (outputs: unknown, signature: ModelSignature): { names: string[], binary: string[] } {
   if (!Array.isArray(outputs)) throw new InvalidRequest('outputs must be an array of {"name": ...} objects')
   const names: string[] = []
+  const binary: string[] = []
   for (const [index, raw] of outputs.entries()) {
     const name = isObject(raw) ? raw.name : undefined
     if (typeof name !== 'string') throw new InvalidRequest(`outputs[${index}].name must be a string`)
@@ -152,8 +192,9 @@ function decodeRequestedOutputs (outputs: unknown, signature: ModelSignature): s
       throw new InvalidRequest(`output '${truncate(name)}' is not an output of this model (outputs: ${signature.outputs.map((s) => s.name).join(', ')})`)
     }
     if (!names.includes(name)) names.push(name)
+    if (isObject(raw) && isObject(raw.parameters) && raw.parameters.binary_data === true && !binary.includes(name)) binary.push(name)
   }
-  return names
+  return { names, binary }
 }
 
 

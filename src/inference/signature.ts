@@ -28,6 +28,8 @@ export interface InferenceRequest {
   readonly inputs: readonly Tensor[]
   /** Output names the client asked for; all outputs when absent. */
   readonly outputs?: readonly string[]
+  /** Outputs to answer as raw bytes (the v2 binary tensor data extension): true for all. */
+  readonly binaryOutputs?: true | readonly string[]
 }
 
 export interface InferenceResponse {

@@ -16,6 +16,8 @@ export interface StoredResponse {
   readonly statusCode: number
   readonly contentType: string
   readonly body: Buffer
+  /** Length of the JSON header of a binary answer (Inference-Header-Content-Length). */
+  readonly headerLength?: number
 }
 
 export interface AcceptEntry {

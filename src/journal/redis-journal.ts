@@ -112,9 +112,9 @@ export class RedisJournal implements Journal {
 
   async get (id: string): Promise<RequestView | undefined> {
     return this.timed('get', async () => {
-      const [state, owner, code, ctype, body] = await this.client.hmgetBuffer(this.keys.request(id), 'state', 'owner', 'code', 'ctype', 'body')
+      const [state, owner, code, ctype, body, hlen] = await this.client.hmgetBuffer(this.keys.request(id), 'state', 'owner', 'code', 'ctype', 'body', 'hlen')
       if (state === null) return undefined
-      return toView(id, state.toString(), owner?.toString() ?? '', code, ctype, body)
+      return toView(id, state.toString(), owner?.toString() ?? '', code, ctype, body, hlen)
     })
   }
 
@@ -268,11 +268,11 @@ export class RedisJournal implements Journal {
     const replies = await this.timed('accept', () => this.client.spotgateAcceptBuffer(...args))
     return replies.map((reply, index) => {
       if (!Array.isArray(reply)) return { accepted: true }
-      const [state, fp, owner, code, ctype, body] = reply
+      const [state, fp, owner, code, ctype, body, hlen] = reply
       return {
         accepted: false,
         sameBody: fp.toString() === entries[index].fingerprint,
-        existing: toView(entries[index].id, state.toString(), owner.toString(), code, ctype, body)
+        existing: toView(entries[index].id, state.toString(), owner.toString(), code, ctype, body, hlen)
       }
     })
   }
@@ -283,7 +283,7 @@ export class RedisJournal implements Journal {
     for (const entry of entries) args.push(keys.request(entry.id))
     args.push(Date.now(), options.resultTtlSeconds * 1000, keys.ownedPrefix, keys.channelPrefix)
     for (const entry of entries) {
-      args.push(entry.id, entry.state, entry.response.statusCode, entry.response.contentType, entry.response.body)
+      args.push(entry.id, entry.state, entry.response.statusCode, entry.response.contentType, entry.response.body, entry.response.headerLength ?? '')
     }
     return this.timed('complete', () => this.client.spotgateComplete(...args))
   }
@@ -380,8 +380,12 @@ function toEntry ([entryId, fields]: [string, string[]]): ReplayEntry {
   return { entryId, id: at === -1 ? '' : fields[at + 1] }
 }
 
-function toView (id: string, state: string, owner: string, code: Buffer | null, ctype: Buffer | null, body: Buffer | null): RequestView {
+function toView (id: string, state: string, owner: string, code: Buffer | null, ctype: Buffer | null, body: Buffer | null, hlen: Buffer | null): RequestView {
   const view: RequestView = { id, state: state as RequestState, owner }
   if (!isFinal(view.state) || code === null || code.length === 0) return view
-  return { ...view, response: { statusCode: Number(code.toString()), contentType: ctype?.toString() ?? 'application/json', body: body ?? Buffer.alloc(0) } }
+  const headerLength = hlen === null || hlen.length === 0 ? undefined : Number(hlen.toString())
+  return {
+    ...view,
+    response: { statusCode: Number(code.toString()), contentType: ctype?.toString() ?? 'application/json', body: body ?? Buffer.alloc(0), ...(headerLength !== undefined && { headerLength }) }
+  }
 }

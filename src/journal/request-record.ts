@@ -11,6 +11,7 @@ interface Header {
   readonly version: string
   readonly clientId?: string
   readonly outputs?: readonly string[]
+  readonly binaryOutputs?: true | readonly string[]
   readonly inputs: ReadonlyArray<{ name: string, datatype: string, shape: readonly number[], bytes: number }>
 }
 
@@ -20,6 +21,7 @@ export function encodeRequest (request: InferenceRequest): Buffer {
     version: request.version,
     ...(request.clientId !== undefined && { clientId: request.clientId }),
     ...(request.outputs !== undefined && { outputs: request.outputs }),
+    ...(request.binaryOutputs !== undefined && { binaryOutputs: request.binaryOutputs }),
     inputs: request.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, bytes: t.data.byteLength }))
   }
   const json = Buffer.from(JSON.stringify(header))
@@ -44,6 +46,7 @@ export function decodeRequest (bytes: Buffer): InferenceRequest {
     version: header.version,
     ...(header.clientId !== undefined && { clientId: header.clientId }),
     ...(header.outputs !== undefined && { outputs: header.outputs }),
+    ...(header.binaryOutputs !== undefined && { binaryOutputs: header.binaryOutputs }),
     inputs
   }
 }
@@ -51,12 +54,13 @@ export function decodeRequest (bytes: Buffer): InferenceRequest {
 /**
  * What "the same body" means for an idempotency key: the model and version the
  * client named (not the one it resolved to, so a retry after a new version ships
- * still matches), the requested outputs and every input's type, shape and bytes.
+ * still matches), the requested outputs and their encoding, and every input's type,
+ * shape and bytes.
  * The v2 `id` is an echo field and does not count.
  */
 export function fingerprint (request: InferenceRequest, requestedVersion: string | undefined): string {
   const hash = createHash('sha256')
-  hash.update(JSON.stringify([request.model, requestedVersion ?? '', request.outputs ?? null]))
+  hash.update(JSON.stringify([request.model, requestedVersion ?? '', request.outputs ?? null, request.binaryOutputs ?? null]))
   for (const t of request.inputs) {
     hash.update(JSON.stringify([t.name, t.datatype, t.shape]))
     hash.update(bytesOf(t.data))

@@ -5,7 +5,7 @@
 /**
  * KEYS[1] owned set of this instance, KEYS[2] leases, KEYS[3..] one request key per entry.
  * ARGV: now, ttl ms, owner, lease ttl ms, then per entry: id, fingerprint, model, version, payload.
- * Returns per entry: 1 when newly accepted, else {state, fingerprint, owner, code, content type, body}.
+ * Returns per entry: 1 when newly accepted, else {state, fingerprint, owner, code, content type, body, header length}.
  * The owner's lease is created if missing, so no owned request is ever outside a lease.
  */
 export const ACCEPT = `
@@ -15,9 +15,9 @@ local out = {}
 for i = 3, #KEYS do
   local a = 5 + (i - 3) * 5
   local key = KEYS[i]
-  local found = redis.call('HMGET', key, 'state', 'fp', 'owner', 'code', 'ctype', 'body')
+  local found = redis.call('HMGET', key, 'state', 'fp', 'owner', 'code', 'ctype', 'body', 'hlen')
   if found[1] then
-    out[#out + 1] = { found[1], found[2] or '', found[3] or '', found[4] or '', found[5] or '', found[6] or '' }
+    out[#out + 1] = { found[1], found[2] or '', found[3] or '', found[4] or '', found[5] or '', found[6] or '', found[7] or '' }
   else
     redis.call('HSET', key, 'id', ARGV[a], 'state', 'queued', 'fp', ARGV[a + 1], 'model', ARGV[a + 2], 'version', ARGV[a + 3],
       'payload', ARGV[a + 4], 'owner', owner, 'attempts', 0, 'created', now, 'updated', now)
@@ -32,7 +32,7 @@ return out
 
 /**
  * KEYS: one request key per entry. ARGV: now, ttl ms, owned-set prefix, channel prefix,
- * then per entry: id, state, code, content type, body.
+ * then per entry: id, state, code, content type, body, binary header length ('' for JSON).
  * First write wins: a final record is never overwritten. Returns per entry 1 (stored),
  * 0 (already final) or -1 (no such request).
  */
@@ -40,7 +40,7 @@ export const COMPLETE = `
 local now, ttl, ownedPrefix, channelPrefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local out = {}
 for i = 1, #KEYS do
-  local a = 5 + (i - 1) * 5
+  local a = 5 + (i - 1) * 6
   local key = KEYS[i]
   local found = redis.call('HMGET', key, 'state', 'owner')
   if not found[1] then
@@ -48,7 +48,7 @@ for i = 1, #KEYS do
   elseif found[1] == 'done' or found[1] == 'failed' then
     out[i] = 0
   else
-    redis.call('HSET', key, 'state', ARGV[a + 1], 'code', ARGV[a + 2], 'ctype', ARGV[a + 3], 'body', ARGV[a + 4], 'updated', now)
+    redis.call('HSET', key, 'state', ARGV[a + 1], 'code', ARGV[a + 2], 'ctype', ARGV[a + 3], 'body', ARGV[a + 4], 'hlen', ARGV[a + 5], 'updated', now)
     redis.call('HDEL', key, 'payload')
     redis.call('PEXPIRE', key, ttl)
     if found[2] then redis.call('ZREM', ownedPrefix .. found[2], ARGV[a]) end

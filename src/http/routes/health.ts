@@ -20,5 +20,5 @@ export async function healthRoutes (app: FastifyInstance, deps: { state: ServerS
   app.get('/health/ready', ready)
   app.get('/v2/health/ready', ready)
 
-  app.get('/v2', async () => ({ name: SERVER_NAME, version: deps.version, extensions: [] }))
+  app.get('/v2', async () => ({ name: SERVER_NAME, version: deps.version, extensions: ['binary_tensor_data'] }))
 }

@@ -5,7 +5,8 @@ import type { ModelRegistry } from '../../inference/model-registry.js'
 import { fingerprint } from '../../journal/request-record.js'
 import type { ServerState } from '../../lifecycle/server-state.js'
 import { idempotencyKey } from '../idempotency-key.js'
-import { jsonResponses } from '../stored-response.js'
+import { v2Responses } from '../stored-response.js'
+import { BinaryBody } from '../v2-binary.js'
 import { decodeRequestBody } from '../v2-json.js'
 
 export interface InferRouteDeps {
@@ -38,6 +39,7 @@ export function sendOutcome (reply: FastifyReply, id: string, outcome: Submissio
   reply.header('x-request-id', id)
   if (outcome.kind === 'answered') {
     if (outcome.replayed) reply.header('idempotent-replayed', 'true')
+    if (outcome.response.headerLength !== undefined) reply.header('inference-header-content-length', String(outcome.response.headerLength))
     return reply.code(outcome.response.statusCode).type(outcome.response.contentType).send(outcome.response.body)
   }
   if (outcome.kind === 'handed_off') {
@@ -57,7 +59,9 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
     if (state.phase !== 'ready' && state.phase !== 'draining') throw new Unavailable(`not ready: ${state.unreadyReasons().join(', ')}`)
     const model = models.resolve(name, version)
     request.modelLabels = { model: model.name, version: model.version }
-    const decoded = decodeRequestBody(body, model.signature, model.limits)
+    const decoded = body instanceof BinaryBody
+      ? decodeRequestBody(body.header, model.signature, model.limits, body.data)
+      : decodeRequestBody(body, model.signature, model.limits)
     const inferenceRequest = { model: model.name, version: model.version, ...decoded }
     const respondAsync = prefersAsync(request.headers.prefer)
     const outcome = await service.submit({
@@ -66,7 +70,7 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
       request: inferenceRequest,
       fingerprint: fingerprint(inferenceRequest, version),
       respondAsync,
-      encoder: jsonResponses
+      encoder: v2Responses
     })
     return sendOutcome(reply, id, outcome, respondAsync && outcome.kind === 'pending')
   }
@@ -74,10 +78,10 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
   const config = { inference: true }
 
   app.post('/infer', { config }, async (request, reply) => {
-    const body = request.body as Record<string, unknown> | null
+    const body = (request.body instanceof BinaryBody ? request.body.header : request.body) as Record<string, unknown> | null
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidRequest('request body must be a JSON object')
     if (typeof body.model !== 'string' || body.model === '') throw new InvalidRequest('model must be a non-empty string naming the model')
-    return infer(request, reply, body.model, versionFromBody(body.version), body)
+    return infer(request, reply, body.model, versionFromBody(body.version), request.body)
   })
 
   app.post<{ Params: ModelParams }>('/v2/models/:model/infer', { config }, async (request, reply) =>

@@ -7,8 +7,10 @@ import type { Notice, NoticeSource } from './notice.js'
 import { NoticeOutlet } from './notice-outlet.js'
 
 export interface GcpNoticeSourceOptions extends CloudSourceOptions {
-  /** `timeout_sec` of each long-poll; the HTTP timeout is 10 s above it, as Google's guest agent does. */
+  /** `timeout_sec` of each long-poll. */
   readonly longPollTimeoutSec?: number
+  /** HTTP timeout of a long-poll; default 10 s above timeout_sec, as Google's guest agent does. */
+  readonly longPollRequestTimeoutMs?: number
   /** Time from the preemption notice to the hard power-off (ACPI soft-off, then 30 s). */
   readonly preemptionNoticeMs?: number
 }
@@ -37,6 +39,7 @@ export class GcpNoticeSource implements NoticeSource {
   private readonly outlet: NoticeOutlet
   private readonly failures: FailureLog
   private readonly longPollTimeoutSec: number
+  private readonly longPollRequestTimeoutMs: number
   private running: Promise<unknown> | undefined
 
   constructor (private readonly options: GcpNoticeSourceOptions) {
@@ -44,6 +47,7 @@ export class GcpNoticeSource implements NoticeSource {
     this.outlet = new NoticeOutlet(this.log)
     this.failures = new FailureLog('gcp', this.log, options.metrics)
     this.longPollTimeoutSec = Math.max(1, Math.floor(options.longPollTimeoutSec ?? 60))
+    this.longPollRequestTimeoutMs = options.longPollRequestTimeoutMs ?? (this.longPollTimeoutSec + 10) * 1000
   }
 
   start (emit: (notice: Notice) => void): void {
@@ -83,7 +87,7 @@ export class GcpNoticeSource implements NoticeSource {
           ? `${base}?wait_for_change=true&last_etag=${encodeURIComponent(etag)}&timeout_sec=${this.longPollTimeoutSec}`
           : base, {
           headers: FLAVOR,
-          timeoutMs: longPolling ? (this.longPollTimeoutSec + 10) * 1000 : this.options.requestTimeoutMs ?? 3000,
+          timeoutMs: longPolling ? this.longPollRequestTimeoutMs : this.options.requestTimeoutMs ?? 3000,
           signal
         })
         if (response.status !== 200) throw new Error(`HTTP ${response.status}`)

@@ -1,0 +1,49 @@
+import { InvalidRequest } from '../errors.js'
+import { bytesOf } from '../inference/datatypes.js'
+import type { InferenceResponse } from '../inference/signature.js'
+import type { StoredResponse } from '../journal/journal.js'
+import { encodeResponseBody } from './v2-json.js'
+
+// The KServe v2 binary tensor data extension: a JSON header of
+// `Inference-Header-Content-Length` bytes, then the raw tensor bytes of every
+// tensor whose parameters carry `binary_data_size`, in order.
+
+export const HEADER_LENGTH = 'inference-header-content-length'
+const BINARY_TYPE = 'application/octet-stream'
+
+/** A binary request, split into its (parsed) JSON header and its data section. */
+export class BinaryBody {
+  constructor (readonly header: unknown, readonly data: Buffer) {}
+}
+
+/** Splits a binary request; `parseJson` is the server's safe JSON parser. */
+export function splitBinaryBody (raw: Buffer, headerLength: string | string[], parseJson: (text: string) => unknown): BinaryBody {
+  const value = Array.isArray(headerLength) ? undefined : headerLength.trim()
+  if (value === undefined || !/^\d{1,10}$/.test(value)) throw new InvalidRequest('Inference-Header-Content-Length must be one whole number of bytes')
+  const length = Number(value)
+  if (length === 0 || length > raw.length) {
+    throw new InvalidRequest(`Inference-Header-Content-Length is ${length}, but the body has ${raw.length} bytes`)
+  }
+  let header: unknown
+  try {
+    header = parseJson(raw.subarray(0, length).toString('utf8'))
+  } catch (error) {
+    throw new InvalidRequest(`the ${length}-byte JSON header of the binary request is not valid JSON: ${(error as Error).message}`)
+  }
+  return new BinaryBody(header, raw.subarray(length))
+}
+
+/** A binary answer: the outputs named (or all) as raw bytes after the JSON header. */
+export function encodeBinaryResponse (response: InferenceResponse, binaryOutputs: true | readonly string[]): StoredResponse {
+  const json = encodeResponseBody(response)
+  const chunks: Uint8Array[] = []
+  json.outputs = json.outputs.map((output, index) => {
+    if (binaryOutputs !== true && !binaryOutputs.includes(output.name)) return output
+    const bytes = bytesOf(response.outputs[index].data)
+    chunks.push(bytes)
+    const { data: _data, ...rest } = output
+    return { ...rest, parameters: { binary_data_size: bytes.byteLength } } as unknown as typeof output
+  })
+  const header = Buffer.from(JSON.stringify(json))
+  return { statusCode: 200, contentType: BINARY_TYPE, body: Buffer.concat([header, ...chunks]), headerLength: header.length }
+}
