@@ -220,7 +220,7 @@ test('HTTP API on real onnxruntime sessions', async (t) => {
   await t.test('GET /v2 gives the server metadata', async () => {
     const response = await get(app, '/v2')
     assert.equal(response.statusCode, 200)
-    assert.deepEqual(response.json(), { name: 'spotgate', version: PACKAGE_VERSION, extensions: [] })
+    assert.deepEqual(response.json(), { name: 'spotgate', version: PACKAGE_VERSION, extensions: ['binary_tensor_data'] })
   })
 
   await t.test('liveness and readiness answer 200 on both paths when ready', async () => {
