@@ -27,6 +27,7 @@ export class ModelRegistry {
   private readonly models = new Map<string, Map<string, ServedModel>>()
   private readonly pools: InstancePool[] = []
   private loaded = false
+  private loading: Promise<unknown> | undefined
 
   constructor (private readonly entries: readonly ModelVersionEntry[], private readonly log: FastifyBaseLogger, private readonly metrics: Metrics) {}
 
@@ -36,7 +37,9 @@ export class ModelRegistry {
 
   /** Starts every version's worker threads and warms them up; a failure names the model file. */
   async load (): Promise<void> {
-    const results = await Promise.allSettled(this.entries.map((entry) => this.loadOne(entry)))
+    const loading = Promise.allSettled(this.entries.map((entry) => this.loadOne(entry)))
+    this.loading = loading
+    const results = await loading
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed !== undefined) {
       await this.close()
@@ -115,8 +118,10 @@ export class ModelRegistry {
     return [...this.models.values()].flatMap((versions) => [...versions.values()])
   }
 
+  /** Stops every worker between runs; a load in progress is let finish first, since a thread cannot be stopped inside a run. */
   async close (): Promise<void> {
     this.loaded = false
+    await this.loading
     await Promise.all(this.pools.splice(0).map((pool) => pool.close()))
   }
 }
