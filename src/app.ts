@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { answerFrameworkError, installErrorHandling } from './http/error-handler.js'
+import { validKeyOrUndefined } from './http/idempotency-key.js'
 import { installRequestMetrics } from './http/request-labels.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
@@ -50,7 +51,8 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
     forceCloseConnections: 'idle',
     // The drain answers new requests itself (503 with Retry-After) and keeps health and metrics up.
     return503OnClosing: false,
-    genReqId: () => randomUUID(),
+    // The client's Idempotency-Key is the request's id in logs, headers and the journal alike.
+    genReqId: (request) => validKeyOrUndefined(request.headers['idempotency-key']) ?? randomUUID(),
     // Per-request access logs cost more than an inference at these rates; errors are logged where they happen.
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
     routerOptions: { maxParamLength: 300 },

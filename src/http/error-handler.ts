@@ -21,7 +21,7 @@ export function installErrorHandling (app: FastifyInstance, { maxBodyBytes }: { 
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
     const ours = typeof error.code === 'string' && (error.code.startsWith('SPOTGATE_') || error.code.startsWith('FST_'))
     // 503s come in floods during an outage or a drain, and each one is already counted in the metrics.
-    if (status >= 500 && status !== 503) request.log.error({ err: error }, 'request failed')
+    if (status >= 500 && status !== 503) request.log.error({ err: error, ...request.modelLabels }, 'request failed')
     if (status === 429 || status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
     const message = describe(error, request.headers['content-type'], maxBodyBytes) ?? (ours || status < 500 ? error.message : 'internal server error')
     return reply.code(status).send({ error: message })

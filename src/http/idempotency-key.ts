@@ -2,6 +2,15 @@ import { InvalidRequest } from '../errors.js'
 
 const KEY = /^[A-Za-z0-9._:-]{1,255}$/
 
+/** The key when the header holds a valid one, else undefined (never throws: for request ids in logs). */
+export function validKeyOrUndefined (header: string | string[] | undefined): string | undefined {
+  try {
+    return idempotencyKey(header)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The request id a client chose with `Idempotency-Key`, bare or in the IETF
  * draft's quoted (Structured Field string) form; undefined when absent.
