@@ -10,6 +10,7 @@ import { RedisJournal } from './journal/redis-journal.js'
 import { ReplayWorker } from './journal/replay-worker.js'
 import { Drain } from './lifecycle/drain.js'
 import { AdminSource } from './lifecycle/notices/admin.js'
+import { createCloudSources } from './lifecycle/notices/create-cloud-sources.js'
 import { SignalSource } from './lifecycle/notices/signals.js'
 import { ServerState } from './lifecycle/server-state.js'
 import { createLogger } from './logger.js'
@@ -64,7 +65,7 @@ const drain = new Drain({
   state,
   service,
   journal,
-  sources: [new SignalSource('SIGTERM'), new SignalSource('SIGINT'), admin],
+  sources: [new SignalSource('SIGTERM'), new SignalSource('SIGINT'), admin, ...createCloudSources(config, { log, metrics })],
   log,
   metrics,
   closeListener: () => app.close(),

@@ -35,6 +35,7 @@ export class RedisServer {
     const deadline = Date.now() + 10_000
     while (Date.now() < deadline) {
       const client = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null })
+      client.on('error', () => {})
       try {
         await client.connect()
         await client.ping()
