@@ -64,10 +64,12 @@ export class InferenceService {
 
   async submit (submission: Submission): Promise<SubmissionOutcome> {
     const { id, fingerprint, model } = submission
+    // A client that asked not to wait gets 202 at once, also for a retry of a request in progress.
+    const wait = submission.respondAsync ? 0 : this.deps.idempotencyWaitMs
     const local = this.active.get(id)
     if (local !== undefined) {
       if (local.fingerprint !== fingerprint) throw reused(id)
-      return this.awaitExisting(id, local)
+      return this.awaitExisting(id, wait, local)
     }
     if (!model.batcher.hasRoom) throw new QueueFull(`model '${model.name}' has ${model.batcher.depth} requests queued; retry later`)
 
@@ -85,7 +87,7 @@ export class InferenceService {
         if (isFinal(result.existing.state) && result.existing.response !== undefined) {
           return { kind: 'answered', response: result.existing.response, replayed: true }
         }
-        return this.awaitExisting(id)
+        return this.awaitExisting(id, wait)
       }
     } catch (error) {
       this.release(id, active)
@@ -157,8 +159,7 @@ export class InferenceService {
     return { kind: 'pending', state: view.state }
   }
 
-  private async awaitExisting (id: string, local?: Active): Promise<SubmissionOutcome> {
-    const wait = this.deps.idempotencyWaitMs
+  private async awaitExisting (id: string, wait: number, local?: Active): Promise<SubmissionOutcome> {
     if (local !== undefined) {
       const outcome = await withTimeout(local.done, wait)
       if (outcome?.kind === 'answered') return { ...outcome, replayed: true }

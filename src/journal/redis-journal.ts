@@ -41,7 +41,8 @@ export class RedisJournal implements Journal {
   private readonly accepts: GroupCommit<AcceptEntry, AcceptResult>
   private readonly completions: GroupCommit<Completion, number>
   private readonly handOffs: GroupCommit<HandOff, void>
-  private readonly waiters = new Map<string, Set<() => void>>()
+  /** Channels waited on, each subscribed once however many requests wait on it. */
+  private readonly subscriptions = new Map<string, { readonly waiters: Set<() => void>, readonly subscribed: Promise<void> }>()
   private unsent: Completion[] = []
   private pingStartedAt: number | undefined
   private healthy = false
@@ -123,25 +124,32 @@ export class RedisJournal implements Journal {
   }
 
   async waitForFinal (id: string, timeoutMs: number): Promise<RequestView | undefined> {
+    if (!this.healthy) throw new JournalUnavailableError(this.problem)
+    if (timeoutMs <= 0) return this.get(id)
     const channel = this.keys.channel(id)
     let wake!: () => void
     const woken = new Promise<void>((resolve) => { wake = resolve })
-    let listeners = this.waiters.get(channel)
-    if (listeners === undefined) this.waiters.set(channel, (listeners = new Set()))
-    listeners.add(wake)
+    let subscription = this.subscriptions.get(channel)
+    if (subscription === undefined) {
+      const subscribed = this.timed('subscribe', async () => { await (await this.subscriberClient()).subscribe(channel) })
+      subscribed.catch(() => {})
+      subscription = { waiters: new Set(), subscribed }
+      this.subscriptions.set(channel, subscription)
+    }
+    subscription.waiters.add(wake)
     let timer: NodeJS.Timeout | undefined
     try {
-      // Subscribe before reading, so a completion between the two is not missed.
-      if (listeners.size === 1) await (await this.subscriberClient()).subscribe(channel)
+      // Subscribed before reading, so a completion between the two is not missed.
+      await subscription.subscribed
       const view = await this.get(id)
-      if (view === undefined || isFinal(view.state) || timeoutMs <= 0) return view
+      if (view === undefined || isFinal(view.state)) return view
       await Promise.race([woken, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
       return await this.get(id)
     } finally {
       clearTimeout(timer)
-      listeners.delete(wake)
-      if (listeners.size === 0) {
-        this.waiters.delete(channel)
+      subscription.waiters.delete(wake)
+      if (subscription.waiters.size === 0 && this.subscriptions.get(channel) === subscription) {
+        this.subscriptions.delete(channel)
         this.subscriber?.unsubscribe(channel).catch(() => {})
       }
     }
@@ -197,6 +205,8 @@ export class RedisJournal implements Journal {
     } catch (error) {
       if (!String((error as Error).message).includes('BUSYGROUP')) throw error
     }
+    // Every key expires: an idle fleet's stream goes after RESULT_TTL_S (and its group is created again).
+    if (await this.client.pttl(this.keys.replayStream) < 0) await this.client.pexpire(this.keys.replayStream, this.options.resultTtlSeconds * 1000)
   }
 
   /**
@@ -246,17 +256,22 @@ export class RedisJournal implements Journal {
       const subscriber = this.client.duplicate({ enableAutoPipelining: false, connectionName: `spotgate:${this.options.instanceId}:sub` })
       subscriber.on('error', () => {})
       subscriber.on('message', (channel: string) => {
-        for (const wake of this.waiters.get(channel) ?? []) wake()
+        for (const wake of this.subscriptions.get(channel)?.waiters ?? []) wake()
       })
       this.subscriber = subscriber
     }
-    if (this.subscriber.status !== 'ready') {
+    const subscriber = this.subscriber
+    if (subscriber.status !== 'ready') {
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new JournalUnavailableError('Redis subscriber not connected')), this.options.commandTimeoutMs)
-        this.subscriber!.once('ready', () => { clearTimeout(timer); resolve() })
+        const ready = (): void => { clearTimeout(timer); resolve() }
+        const timer = setTimeout(() => {
+          subscriber.off('ready', ready)
+          reject(new JournalUnavailableError('Redis subscriber not connected'))
+        }, this.options.commandTimeoutMs)
+        subscriber.once('ready', ready)
       })
     }
-    return this.subscriber
+    return subscriber
   }
 
   private async acceptGroup (entries: AcceptEntry[]): Promise<AcceptResult[]> {

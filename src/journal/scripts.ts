@@ -11,6 +11,7 @@
 export const ACCEPT = `
 local now, ttl, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 redis.call('ZADD', KEYS[2], 'NX', tonumber(now) + tonumber(ARGV[4]), owner)
+if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], math.max(ttl, tonumber(ARGV[4]) * 10)) end
 local out = {}
 for i = 3, #KEYS do
   local a = 5 + (i - 3) * 5

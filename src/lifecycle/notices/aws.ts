@@ -130,16 +130,28 @@ export class AwsNoticeSource implements NoticeSource {
   }
 
   private async fetchToken (): Promise<Token> {
-    const response = await metadataRequest(`${this.options.baseUrl}${TOKEN_PATH}`, {
-      method: 'PUT',
-      headers: { 'X-aws-ec2-metadata-token-ttl-seconds': String(this.tokenTtlSeconds) },
-      timeoutMs: this.requestTimeoutMs,
-      signal: this.stopping.signal
-    })
+    // The token's lifetime starts when IMDS issues it, before the answer arrives here.
+    const askedAt = Date.now()
+    let response: MetadataResponse
+    try {
+      response = await metadataRequest(`${this.options.baseUrl}${TOKEN_PATH}`, {
+        method: 'PUT',
+        headers: { 'X-aws-ec2-metadata-token-ttl-seconds': String(this.tokenTtlSeconds) },
+        timeoutMs: this.requestTimeoutMs,
+        signal: this.stopping.signal
+      })
+    } catch (error) {
+      // The token answer has an IP hop limit of 1 by default: from a container on a
+      // bridge network it never arrives, and the PUT times out.
+      const reason = describeError(error)
+      throw new Error(reason === 'timed out'
+        ? 'token request timed out (from a container, the instance needs HttpPutResponseHopLimit >= 2)'
+        : `token request: ${reason}`)
+    }
     const value = response.body.trim()
     if (response.status !== 200 || value === '') throw new Error(`token request answered HTTP ${response.status}`)
     const ttlMs = this.tokenTtlSeconds * 1000
-    const token = { value, refreshAt: Date.now() + ttlMs - Math.min(60_000, ttlMs / 4) }
+    const token = { value, refreshAt: askedAt + ttlMs - Math.min(60_000, ttlMs / 4) }
     this.token = token
     return token
   }

@@ -41,7 +41,6 @@ export class AzureNoticeSource implements NoticeSource {
   private readonly requestTimeoutMs: number
   /** Events this instance drains for, and whether each was acknowledged. */
   private readonly actedOn = new Map<string, boolean>()
-  private vmName: string | undefined
   private running: Promise<void> | undefined
 
   constructor (private readonly options: AzureNoticeSourceOptions) {
@@ -94,12 +93,12 @@ export class AzureNoticeSource implements NoticeSource {
 
   private async run (): Promise<void> {
     const signal = this.stopping.signal
-    this.vmName = await this.fetchVmName()
-    if (this.vmName === undefined) return
-    this.log.info({ vmName: this.vmName }, 'this VM\'s name, as scheduled events list it')
+    const vmName = await this.fetchVmName()
+    if (vmName === undefined) return
+    this.log.info({ vmName }, 'this VM\'s name, as scheduled events list it')
     while (!signal.aborted) {
       try {
-        await this.pollEvents(this.vmName)
+        await this.pollEvents(vmName)
         this.backoff.reset()
         this.failures.success()
         await pause(this.options.pollIntervalMs, signal)

@@ -20,8 +20,11 @@ const FLAVOR = { 'Metadata-Flavor': 'Google' }
 // A long-poll that comes back this fast with nothing new did not wait: a server that
 // ignores wait_for_change, or a proxy in the way.
 const QUICK_RETURN_MS = 1000
-// Long-polls in a row that failed or did not wait before falling back to plain polling.
+// Long-polls in a row that failed or did not wait before falling back to plain polling,
+// and how long to poll before trying to long-poll again (the failures may have been a
+// few 503s of a host maintenance).
 const LONG_POLL_MISSES_BEFORE_POLLING = 3
+const POLLING_BEFORE_LONG_POLL_RETRY_MS = 5 * 60_000
 
 const PREEMPTED = new Set(['TRUE', 'FALSE'])
 const TERMINATING_MAINTENANCE = new Set(['TERMINATE_ON_HOST_MAINTENANCE', 'SHUTDOWN_ON_HOST_MAINTENANCE'])
@@ -77,7 +80,13 @@ export class GcpNoticeSource implements NoticeSource {
     let value: string | undefined
     let longPolling = true
     let misses = 0
+    let pollingSince = 0
     while (!signal.aborted) {
+      if (!longPolling && Date.now() - pollingSince >= POLLING_BEFORE_LONG_POLL_RETRY_MS) {
+        longPolling = true
+        misses = 0
+        this.log.info({ key }, 'trying to long-poll the metadata server again')
+      }
       const startedAt = Date.now()
       let answered = false
       let waited = false
@@ -113,6 +122,7 @@ export class GcpNoticeSource implements NoticeSource {
         misses = answered && waited ? 0 : misses + 1
         if (misses >= LONG_POLL_MISSES_BEFORE_POLLING) {
           longPolling = false
+          pollingSince = Date.now()
           this.log.warn({ key, pollIntervalMs: this.options.pollIntervalMs }, 'long-polling the metadata server does not work; polling instead')
         }
         if (!understood) await pause(backoff.next(), signal)
