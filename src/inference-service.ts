@@ -113,8 +113,9 @@ export class InferenceService {
   }
 
   /** Final answer for a request no instance managed to run within the attempt limit. */
-  async giveUp (id: string, attempts: number): Promise<void> {
-    const response = this.deps.replayEncoder.failure(500, `inference failed: gave up after ${attempts} replay attempts`)
+  async giveUp (id: string, attempts: number, lastError: string): Promise<void> {
+    const reason = lastError === '' ? '' : `; last error: ${lastError}`
+    const response = this.deps.replayEncoder.failure(500, `inference failed: gave up after ${attempts} replay attempts${reason}`)
     await this.deps.journal.complete({ id, state: 'failed', response })
   }
 

@@ -52,8 +52,9 @@ const fleet = journal instanceof RedisJournal
         maxAttempts: config.replayMaxAttempts,
         claimIdleMs: config.leaseTtlMs,
         canTakeWork: () => state.phase === 'ready',
+        isLocallyActive: (id) => service.isActive(id),
         execute: (job) => service.replay(job),
-        giveUp: (id, attempts) => service.giveUp(id, attempts),
+        giveUp: (id, attempts, lastError) => service.giveUp(id, attempts, lastError),
         log,
         metrics
       })

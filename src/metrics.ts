@@ -13,6 +13,9 @@ export type Outcome =
 export function createMetrics () {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  // prom-client names these gauges like counters, which promtool rejects; the per-type
+  // nodejs_active_handles / _requests / _resources gauges carry the same numbers.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name)
   const registers = [registry]
   const modelVersion = ['model', 'version'] as const
   let readinessProbe = (): boolean => false

@@ -56,7 +56,8 @@ export class LeaseKeeper {
     if (this.journal.unavailableReason() !== undefined) return
     try {
       const wasValid = await this.journal.renewLease()
-      if (this.held && !wasValid) {
+      // Any accept created a lease for this instance, so a missing one means peers took its work.
+      if ((this.held || this.journal.hasAccepted) && !wasValid) {
         this.metrics.leaseLost.inc()
         this.log.warn('this instance\'s lease had expired: peers may have taken over its unfinished requests; results are first-write-wins, so each request still gets one answer')
       }

@@ -44,6 +44,7 @@ export class RedisJournal implements Journal {
   /** Channels waited on, each subscribed once however many requests wait on it. */
   private readonly subscriptions = new Map<string, { readonly waiters: Set<() => void>, readonly subscribed: Promise<void> }>()
   private unsent: Completion[] = []
+  private acceptedAny = false
   private pingStartedAt: number | undefined
   private healthy = false
   private problem = 'journal is connecting to Redis'
@@ -228,8 +229,18 @@ export class RedisJournal implements Journal {
       Date.now(), options.instanceId, maxAttempts, keys.ownedPrefix, keys.replayGroup, entry.entryId, entry.id))
     const kind = reply[0].toString()
     if (kind === 'skip') return { kind: 'skip' }
-    if (kind === 'exhausted') return { kind: 'exhausted', attempts: Number(reply[1].toString()) }
+    if (kind === 'exhausted') return { kind: 'exhausted', attempts: Number(reply[1].toString()), lastError: reply[2].toString() }
     return { kind: 'claimed', payload: reply[1], fingerprint: reply[2].toString(), attempts: Number(reply[3].toString()), handedOffAt: Number(reply[4].toString()) }
+  }
+
+  /** Keeps why a replay attempt failed, for the answer stored if every attempt fails. */
+  async recordReplayError (id: string, message: string): Promise<void> {
+    await this.timed('replay_error', () => this.client.hset(this.keys.request(id), 'error', message.slice(0, 500)))
+  }
+
+  /** Whether this instance has journaled any request (so it holds a lease, created by the accept). */
+  get hasAccepted (): boolean {
+    return this.acceptedAny
   }
 
   /** Resets the idle time of entries still being replayed here, without counting a delivery, so no peer steals them. */
@@ -281,6 +292,7 @@ export class RedisJournal implements Journal {
     args.push(Date.now(), options.resultTtlSeconds * 1000, options.instanceId, options.leaseTtlMs)
     for (const entry of entries) args.push(entry.id, entry.fingerprint, entry.model, entry.version, entry.payload)
     const replies = await this.timed('accept', () => this.client.spotgateAcceptBuffer(...args))
+    this.acceptedAny = true
     return replies.map((reply, index) => {
       if (!Array.isArray(reply)) return { accepted: true }
       const [state, fp, owner, code, ctype, body, hlen] = reply
@@ -387,7 +399,7 @@ export interface ReplayEntry {
 
 export type ReplayClaimResult =
   | { readonly kind: 'skip' }
-  | { readonly kind: 'exhausted', readonly attempts: number }
+  | { readonly kind: 'exhausted', readonly attempts: number, readonly lastError: string }
   | { readonly kind: 'claimed', readonly payload: Buffer, readonly fingerprint: string, readonly attempts: number, readonly handedOffAt: number }
 
 function toEntry ([entryId, fields]: [string, string[]]): ReplayEntry {

@@ -19,9 +19,11 @@ export interface ReplayWorkerOptions {
   readonly claimIdleMs: number
   /** Whether this instance takes replay work now (ready, not draining). */
   readonly canTakeWork: () => boolean
+  /** Whether this process is already running the request (a duplicate stream entry). */
+  readonly isLocallyActive: (id: string) => boolean
   readonly execute: (job: ReplayJob) => Promise<ReplayOutcome>
   /** Records a request that failed every attempt, so its clients get a final answer. */
-  readonly giveUp: (id: string, attempts: number) => Promise<void>
+  readonly giveUp: (id: string, attempts: number, lastError: string) => Promise<void>
   readonly log: Logger
   readonly metrics: Metrics
 }
@@ -86,16 +88,22 @@ export class ReplayWorker {
     const { journal, metrics, log, maxAttempts } = this.options
     // An entry left unclaimed stays pending for this consumer; a peer steals it after claimIdleMs.
     if (this.stopped || !this.options.canTakeWork()) return
+    if (this.options.isLocallyActive(entry.id)) {
+      // Already running here (a dead replayer's entry and its take-over both point at it): one attempt, one run.
+      await journal.ackReplay(entry.entryId)
+      metrics.replays.inc({ outcome: 'skipped' })
+      return
+    }
     const claim = await journal.claimReplay(entry, maxAttempts)
     if (claim.kind === 'skip') {
       metrics.replays.inc({ outcome: 'skipped' })
       return
     }
     if (claim.kind === 'exhausted') {
-      await this.options.giveUp(entry.id, claim.attempts)
+      await this.options.giveUp(entry.id, claim.attempts, claim.lastError)
       await journal.ackReplay(entry.entryId)
       metrics.replays.inc({ outcome: 'gave_up' })
-      log.error({ requestId: entry.id, attempts: claim.attempts }, 'replay gave up: marked failed')
+      log.error({ requestId: entry.id, attempts: claim.attempts, lastError: claim.lastError }, 'replay gave up: marked failed')
       return
     }
     this.held.add(entry.entryId)
@@ -106,10 +114,11 @@ export class ReplayWorker {
         metrics.replays.inc({ outcome })
         if (outcome === 'done' || outcome === 'failed') metrics.replayLatency.observe(Math.max(0, Date.now() - claim.handedOffAt) / 1000)
       },
-      (error: Error) => {
+      async (error: Error) => {
         // Not acked: after claimIdleMs the entry is claimed again, and counts as another attempt.
         metrics.replays.inc({ outcome: 'error' })
         log.warn({ requestId: entry.id, err: error }, 'replay attempt failed')
+        await journal.recordReplayError(entry.id, error.message)
       }
     ).catch((error: Error) => log.warn({ requestId: entry.id, err: error }, 'replay acknowledgement failed')).finally(() => this.held.delete(entry.entryId))
   }

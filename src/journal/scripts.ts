@@ -130,12 +130,13 @@ return { #dead, moved }
  * Claims one replay stream entry for this instance.
  * KEYS[1] request key, KEYS[2] leases, KEYS[3] replay stream.
  * ARGV: now, instance, max attempts, owned-set prefix, group, entry id, request id.
- * Returns {'skip'} (already final, or held by a live instance: the entry is acked),
- * {'exhausted', attempts} or {'claimed', payload, fingerprint, attempts, handed-off at}.
+ * Returns {'skip'} (already final, held by a live instance, or already being replayed
+ * here: a duplicate entry, acked without counting an attempt), {'exhausted', attempts,
+ * last error} or {'claimed', payload, fingerprint, attempts, handed-off at}.
  */
 export const CLAIM_REPLAY = `
 local now, me, maxAttempts, ownedPrefix, group, entry, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local found = redis.call('HMGET', KEYS[1], 'state', 'owner', 'attempts', 'payload', 'fp', 'updated')
+local found = redis.call('HMGET', KEYS[1], 'state', 'owner', 'attempts', 'payload', 'fp', 'updated', 'error')
 local state, holder = found[1], found[2] or ''
 local function skip()
   redis.call('XACK', KEYS[3], group, entry)
@@ -143,12 +144,13 @@ local function skip()
   return { 'skip' }
 end
 if not state or state == 'done' or state == 'failed' or not found[4] then return skip() end
-if state ~= 'handed_off' and holder ~= '' and holder ~= me then
+if state == 'replaying' and holder == me then return skip() end
+if state ~= 'handed_off' and holder ~= '' then
   local lease = redis.call('ZSCORE', KEYS[2], holder)
   if lease and tonumber(lease) > tonumber(now) then return skip() end
 end
 local attempts = tonumber(found[3] or '0') + 1
-if attempts > maxAttempts then return { 'exhausted', attempts - 1 } end
+if attempts > maxAttempts then return { 'exhausted', attempts - 1, found[7] or '' } end
 if holder ~= '' then redis.call('ZREM', ownedPrefix .. holder, id) end
 redis.call('HSET', KEYS[1], 'state', 'replaying', 'owner', me, 'attempts', attempts, 'updated', now)
 redis.call('ZADD', ownedPrefix .. me, now, id)
