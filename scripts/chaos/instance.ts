@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { freePort, pause } from './util.js'
+import { freePort } from '../lib/process.js'
+import { pause } from './util.js'
 
 /** The compiled gateway entry (`bin`): dist/src/main.js, next to this file's dist/scripts/chaos/. */
 export const GATEWAY_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url))

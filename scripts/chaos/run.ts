@@ -6,7 +6,7 @@ import { writeSpin, writeTabular } from '../models/catalog.js'
 import { runRequest, type Balancer, type LogicalRequest } from './client.js'
 import { ChaosInstance } from './instance.js'
 import { defaultOptions, type ChaosOptions } from './options.js'
-import { ChaosRedis } from './redis.js'
+import { RedisServer } from '../lib/redis-server.js'
 import { summarize, type ChaosReport, type DrainEvent, type KillEvent } from './report.js'
 import { pause, seededRandom } from './util.js'
 import { spinBody, spinVariants, workload } from './workload.js'
@@ -81,7 +81,7 @@ export async function runChaos (partial: Partial<ChaosOptions> = {}): Promise<Ch
   setMaxListeners(0, signal)
   if (options.signal !== undefined) setMaxListeners(0, options.signal)
   const scratch = await mkdtemp(join(tmpdir(), 'spotgate-chaos-'))
-  let redis: ChaosRedis | undefined
+  let redis: RedisServer | undefined
   let fleet: Fleet | undefined
   const killEverything = (): void => {
     for (const instance of fleet?.all ?? []) instance.killNow()
@@ -96,7 +96,7 @@ export async function runChaos (partial: Partial<ChaosOptions> = {}): Promise<Ch
     const cwd = join(scratch, 'cwd')
     await mkdir(cwd)
     if (options.logDir !== undefined) await mkdir(options.logDir, { recursive: true })
-    redis = await ChaosRedis.start(join(scratch, 'redis'))
+    redis = await RedisServer.start(['--appendfsync', 'everysec'])
     const namespace = `chaos-${options.seed}`
     const env = {
       REDIS_URL: redis.url,
@@ -257,7 +257,7 @@ export interface JournalRecord {
 }
 
 /** Each request's journal record (state, replay claims) and what is left in the replay stream. */
-async function readJournal (redis: ChaosRedis, namespace: string, requests: readonly LogicalRequest[]) {
+async function readJournal (redis: RedisServer, namespace: string, requests: readonly LogicalRequest[]) {
   const client = redis.client()
   const prefix = `spotgate:{${namespace}}`
   try {
