@@ -30,7 +30,7 @@ const schema = {
     MODEL_INSTANCES: optionalInteger(1, 256),
     INTRA_OP_THREADS: integer(1, 0, 1024),
     MAX_BATCH_SIZE: integer(32, 0, 65536),
-    MAX_QUEUE_DELAY_US: integer(500, 0, 10_000_000),
+    MAX_QUEUE_DELAY_US: integer(0, 0, 10_000_000),
     MAX_QUEUE_SIZE: integer(1024, 1),
     PREEMPTION_SOURCES: { type: 'string', pattern: '^\\s*(auto|none|(aws|gcp|azure)\\s*(,\\s*(aws|gcp|azure)\\s*)*)\\s*$', default: 'auto' },
     AWS_METADATA_URL: httpUrl('http://169.254.169.254'),

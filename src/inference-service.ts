@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import { IdempotencyKeyReused, QueueFull, Unavailable } from './errors.js'
 import type { ResponseEncoder } from './http/stored-response.js'
+import { Cancellation } from './inference/cancellation.js'
 import type { ModelRegistry, ServedModel } from './inference/model-registry.js'
 import type { InferenceRequest } from './inference/signature.js'
 import { isFinal, JournalUnavailableError, type Journal, type PendingState, type StoredResponse } from './journal/journal.js'
@@ -38,8 +39,8 @@ interface Active {
   /** The outcome, or undefined when this instance turned out not to own the request. */
   readonly done: Promise<SubmissionOutcome | undefined>
   readonly settle: (outcome: SubmissionOutcome | undefined) => void
-  /** Aborted with a HandedOff reason to give the request to the fleet. */
-  readonly abort: AbortController
+  /** Cancelled with a HandedOff reason to give the request to the fleet. */
+  readonly cancellation: Cancellation
 }
 
 export interface InferenceServiceDeps {
@@ -135,7 +136,7 @@ export class InferenceService {
     let count = 0
     for (const active of this.active.values()) {
       if (which === 'queued' && active.state !== 'queued') continue
-      active.abort.abort(new HandedOff(reason))
+      active.cancellation.cancel(new HandedOff(reason))
       count++
     }
     return count
@@ -176,13 +177,13 @@ export class InferenceService {
     const { id, model, request, encoder } = submission
     const labels = { model: model.name, version: model.version }
     const { metrics, log, journal } = this.deps
-    const { signal } = active.abort
-    const cut = new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
+    const { cancellation } = active
+    const cut = new Promise<never>((_resolve, reject) => cancellation.onCancel(reject))
     metrics.inflight.inc({ model: model.name })
     let response: StoredResponse
     try {
       const { outputs, timing } = await Promise.race([
-        model.batcher.submit(request.inputs, request.outputs, { onStart: () => { active.state = 'running' }, signal }),
+        model.batcher.submit(request.inputs, request.outputs, { onStart: () => { active.state = 'running' }, cancellation }),
         cut
       ])
       metrics.queueDuration.observe(labels, timing.queueMs / 1000)
@@ -239,7 +240,7 @@ function reused (id: string): Error {
 function newActive (fingerprint: string): Active {
   let settle!: (outcome: SubmissionOutcome | undefined) => void
   const done = new Promise<SubmissionOutcome | undefined>((resolve) => { settle = resolve })
-  return { fingerprint, state: 'queued', done, settle, abort: new AbortController() }
+  return { fingerprint, state: 'queued', done, settle, cancellation: new Cancellation() }
 }
 
 function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {

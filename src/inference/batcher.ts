@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import type { Cancellation } from './cancellation.js'
 import { allocate, type TensorData } from './datatypes.js'
 import type { InstancePool, RunResult } from './instance-pool.js'
 import type { Tensor } from './signature.js'
@@ -25,7 +26,7 @@ export interface JobResult {
 
 export interface SubmitOptions {
   readonly onStart?: () => void
-  readonly signal?: AbortSignal
+  readonly cancellation?: Cancellation
 }
 
 export interface BatchObserver {
@@ -55,6 +56,7 @@ const SCAN_LIMIT_FACTOR = 4
 export class Batcher {
   private queue: Job[] = []
   private timer: NodeJS.Timeout | undefined
+  private pumpScheduled = false
 
   constructor (private readonly pool: InstancePool, private readonly policy: BatchPolicy, private readonly observer: BatchObserver = {}) {
     pool.on('idle', () => this.pump())
@@ -70,7 +72,7 @@ export class Batcher {
 
   /**
    * Queues a request. `onStart` fires when it is handed to a model instance, so the
-   * caller can tell queued from running; aborting `signal` takes it out of the queue
+   * caller can tell queued from running; cancelling takes it out of the queue
    * if it has not started (a running batch cannot be stopped).
    */
   submit (inputs: readonly Tensor[], outputs?: readonly string[], options: SubmitOptions = {}): Promise<JobResult> {
@@ -78,13 +80,13 @@ export class Batcher {
       const rows = this.policy.merge ? inputs[0].shape[0] : 1
       const key = this.policy.merge ? inputs.map((t) => `${t.datatype}:${t.shape.slice(1).join('x')}`).join('|') : ''
       const job: Job = { inputs, outputs, rows, key, enqueuedAt: performance.now(), resolve, reject, ...(options.onStart && { onStart: options.onStart }) }
-      const { signal } = options
-      if (signal !== undefined) {
-        if (signal.aborted) return reject(signal.reason)
-        signal.addEventListener('abort', () => this.remove(job, signal.reason as Error), { once: true })
+      const { cancellation } = options
+      if (cancellation !== undefined) {
+        if (cancellation.cancelled !== undefined) return reject(cancellation.cancelled)
+        cancellation.onCancel((reason) => this.remove(job, reason))
       }
       this.queue.push(job)
-      this.pump()
+      this.schedulePump()
       this.observer.queueDepth?.(this.queue.length)
     })
   }
@@ -95,6 +97,20 @@ export class Batcher {
     this.queue.splice(index, 1)
     this.observer.queueDepth?.(this.queue.length)
     job.reject(reason)
+  }
+
+  /**
+   * Dispatching at the end of the event-loop turn lets every request that arrived in
+   * it (the journal releases its accepts a group at a time) share one batch, with no
+   * timer, so batching costs nothing when max_queue_delay is 0.
+   */
+  private schedulePump (): void {
+    if (this.pumpScheduled) return
+    this.pumpScheduled = true
+    setImmediate(() => {
+      this.pumpScheduled = false
+      this.pump()
+    })
   }
 
   private pump (): void {
