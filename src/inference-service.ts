@@ -72,17 +72,18 @@ export class InferenceService {
       if (local.fingerprint !== fingerprint) throw reused(id)
       return this.awaitExisting(id, wait, local)
     }
-    if (!model.batcher.hasRoom) throw new QueueFull(`model '${model.name}' has ${model.batcher.depth} requests queued; retry later`)
+    if (!model.batcher.tryReserve()) throw new QueueFull(`model '${model.name}' has ${model.batcher.depth} requests queued; retry later`)
 
     // Registered before the journal answers, so a duplicate arriving meanwhile joins this one.
     const active = newActive(fingerprint)
     this.active.set(id, active)
-    let accepted: boolean
+    let accepted: boolean | undefined
     try {
       const result = await this.deps.journal.accept({ id, fingerprint, model: model.name, version: model.version, payload: encodeRequest(submission.request) })
       // Our own record without a local owner: an accept whose reply was lost (timeout, re-sent script). Run it.
       accepted = result.accepted || (result.sameBody && result.existing.owner === this.deps.instanceId && result.existing.state === 'queued')
       if (!result.accepted && !accepted) {
+        model.batcher.releaseReservation()
         this.release(id, active)
         if (!result.sameBody) throw reused(id)
         if (isFinal(result.existing.state) && result.existing.response !== undefined) {
@@ -91,12 +92,13 @@ export class InferenceService {
         return this.awaitExisting(id, wait)
       }
     } catch (error) {
+      if (accepted === undefined) model.batcher.releaseReservation()
       this.release(id, active)
       if (error instanceof JournalUnavailableError) throw new Unavailable(error.message)
       throw error
     }
 
-    const running = this.run(submission, active)
+    const running = this.run(submission, active, true)
     if (submission.respondAsync) return { kind: 'pending', state: 'queued' }
     return running
   }
@@ -173,7 +175,7 @@ export class InferenceService {
     return { kind: 'pending', state: view !== undefined && !isFinal(view.state) ? view.state : 'queued' }
   }
 
-  private async run (submission: Submission, active: Active): Promise<SubmissionOutcome> {
+  private async run (submission: Submission, active: Active, reserved = false): Promise<SubmissionOutcome> {
     const { id, model, request, encoder } = submission
     const labels = { model: model.name, version: model.version }
     const { metrics, log, journal } = this.deps
@@ -183,7 +185,7 @@ export class InferenceService {
     let response: StoredResponse
     try {
       const { outputs, timing } = await Promise.race([
-        model.batcher.submit(request.inputs, request.outputs, { onStart: () => { active.state = 'running' }, cancellation }),
+        model.batcher.submit(request.inputs, request.outputs, { onStart: () => { active.state = 'running' }, cancellation, reserved }),
         cut
       ])
       metrics.queueDuration.observe(labels, timing.queueMs / 1000)

@@ -35,15 +35,10 @@ export function splitBinaryBody (raw: Buffer, headerLength: string | string[], p
 
 /** A binary answer: the outputs named (or all) as raw bytes after the JSON header. */
 export function encodeBinaryResponse (response: InferenceResponse, binaryOutputs: true | readonly string[]): StoredResponse {
-  const json = encodeResponseBody(response)
-  const chunks: Uint8Array[] = []
-  json.outputs = json.outputs.map((output, index) => {
-    if (binaryOutputs !== true && !binaryOutputs.includes(output.name)) return output
-    const bytes = bytesOf(response.outputs[index].data)
-    chunks.push(bytes)
-    const { data: _data, ...rest } = output
-    return { ...rest, parameters: { binary_data_size: bytes.byteLength } } as unknown as typeof output
-  })
+  const json = encodeResponseBody(response, binaryOutputs)
+  const chunks = response.outputs
+    .filter((t) => binaryOutputs === true || binaryOutputs.includes(t.name))
+    .map((t) => bytesOf(t.data))
   const header = Buffer.from(JSON.stringify(json))
   return { statusCode: 200, contentType: BINARY_TYPE, body: Buffer.concat([header, ...chunks]), headerLength: header.length }
 }

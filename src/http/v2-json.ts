@@ -104,6 +104,9 @@ function decodeTensor (spec: TensorSpec, raw: Record<string, unknown>, limits: M
   if (size !== undefined) {
     if (binary === undefined) throw new InvalidRequest(`input '${spec.name}': binary_data_size needs a binary request (Inference-Header-Content-Length)`)
     if (raw.data !== undefined) throw new InvalidRequest(`input '${spec.name}': give either data or binary_data_size, not both`)
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+      throw new InvalidRequest(`input '${spec.name}': binary_data_size must be a whole number of bytes, got ${truncate(JSON.stringify(size) ?? String(size))}`)
+    }
     const expected = elements * bytesPerElement(datatype)
     if (size !== expected) throw new InvalidRequest(`input '${spec.name}': binary_data_size is ${truncate(String(size))}, shape [${shape.join(',')}] of ${datatype} needs ${expected} bytes`)
     const data = viewOf(datatype, binary.take(spec.name, expected))
@@ -202,7 +205,9 @@ export interface V2ResponseTensor {
   name: string
   datatype: V2Datatype
   shape: number[]
-  data: Array<number | boolean | string>
+  data?: Array<number | boolean | string>
+  /** Set instead of `data` for an output sent as raw bytes after the JSON header. */
+  parameters?: { binary_data_size: number }
 }
 
 export interface V2ResponseBody {
@@ -212,12 +217,17 @@ export interface V2ResponseBody {
   outputs: V2ResponseTensor[]
 }
 
-export function encodeResponseBody (response: InferenceResponse): V2ResponseBody {
+/** The v2 JSON answer; outputs named in `binary` (or all, for true) carry their size instead of their values. */
+export function encodeResponseBody (response: InferenceResponse, binary?: true | readonly string[]): V2ResponseBody {
   return {
     ...(response.clientId !== undefined && { id: response.clientId }),
     model_name: response.model,
     model_version: response.version,
-    outputs: response.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [...t.shape], data: encodeValues(t) }))
+    outputs: response.outputs.map((t) => {
+      const head = { name: t.name, datatype: t.datatype, shape: [...t.shape] }
+      if (binary === true || binary?.includes(t.name) === true) return { ...head, parameters: { binary_data_size: t.data.byteLength } }
+      return { ...head, data: encodeValues(t) }
+    })
   }
 }
 

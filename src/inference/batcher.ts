@@ -25,6 +25,8 @@ export interface JobResult {
 }
 
 export interface SubmitOptions {
+  /** The request holds a place taken with `tryReserve`. */
+  readonly reserved?: boolean
   readonly onStart?: () => void
   readonly cancellation?: Cancellation
 }
@@ -44,6 +46,8 @@ interface Job {
   readonly resolve: (result: JobResult) => void
   readonly reject: (error: Error) => void
   onStart?: () => void
+  /** Runs alone: its merged batch failed, and it is retried on its own so one bad request fails only itself. */
+  solo?: boolean
 }
 
 const SCAN_LIMIT_FACTOR = 4
@@ -57,6 +61,7 @@ export class Batcher {
   private queue: Job[] = []
   private timer: NodeJS.Timeout | undefined
   private pumpScheduled = false
+  private reserved = 0
 
   constructor (private readonly pool: InstancePool, private readonly policy: BatchPolicy, private readonly observer: BatchObserver = {}) {
     pool.on('idle', () => this.pump())
@@ -67,7 +72,22 @@ export class Batcher {
   }
 
   get hasRoom (): boolean {
-    return this.queue.length < this.policy.maxQueueSize
+    return this.queue.length + this.reserved < this.policy.maxQueueSize
+  }
+
+  /**
+   * Holds a queue place for a request while it is being journaled, so requests
+   * arriving together cannot overfill the queue. False when the queue is full.
+   */
+  tryReserve (): boolean {
+    if (!this.hasRoom) return false
+    this.reserved++
+    return true
+  }
+
+  /** Gives back a place taken with `tryReserve` that will not be submitted. */
+  releaseReservation (): void {
+    if (this.reserved > 0) this.reserved--
   }
 
   /**
@@ -76,8 +96,9 @@ export class Batcher {
    * if it has not started (a running batch cannot be stopped).
    */
   submit (inputs: readonly Tensor[], outputs?: readonly string[], options: SubmitOptions = {}): Promise<JobResult> {
+    if (options.reserved === true) this.releaseReservation()
     return new Promise((resolve, reject) => {
-      const rows = this.policy.merge ? inputs[0].shape[0] : 1
+      const rows = this.policy.maxBatchSize > 0 ? inputs[0].shape[0] : 1
       const key = this.policy.merge ? inputs.map((t) => `${t.datatype}:${t.shape.slice(1).join('x')}`).join('|') : ''
       const job: Job = { inputs, outputs, rows, key, enqueuedAt: performance.now(), resolve, reject, ...(options.onStart && { onStart: options.onStart }) }
       const { cancellation } = options
@@ -124,12 +145,13 @@ export class Batcher {
   /** The next batch, or undefined when it should wait for more requests. */
   private collect (): Job[] | undefined {
     const head = this.queue[0]
+    if (head.solo === true) return [this.queue.shift() as Job]
     const picked: Job[] = [head]
     let rows = head.rows
     const limit = Math.min(this.queue.length, this.policy.maxBatchSize * SCAN_LIMIT_FACTOR)
     for (let i = 1; i < limit && rows < this.policy.maxBatchSize; i++) {
       const job = this.queue[i]
-      if (job.key === head.key && rows + job.rows <= this.policy.maxBatchSize) {
+      if (job.key === head.key && job.solo !== true && rows + job.rows <= this.policy.maxBatchSize) {
         picked.push(job)
         rows += job.rows
       }
@@ -163,7 +185,13 @@ export class Batcher {
     const outputs = requestedOutputs(batch)
     this.pool.run(inputs, outputs, transfer).then(
       (result) => settle(batch, result, started, rows),
-      (error: Error) => { for (const job of batch) job.reject(error) }
+      (error: Error) => {
+        if (batch.length === 1) return batch[0].reject(error)
+        // A merged batch failed: run its requests one by one, so only the bad one fails.
+        for (const job of batch) job.solo = true
+        this.queue.unshift(...batch)
+        this.pump()
+      }
     )
   }
 }
