@@ -228,4 +228,3 @@ function fail (message: string): never {
   console.error(`fleet: ${message}`)
   process.exit(1)
 }
-

@@ -121,8 +121,16 @@ export function summarize (input: SummaryInput): ChaosReport {
 
   return {
     settings: {
-      durationS: options.durationS, instances: options.instances, concurrency: options.concurrency, seed: options.seed, intervalS: options.intervalS,
-      settleS: options.settleS, leaseTtlMs: options.leaseTtlMs, drainGraceMs: options.drainGraceMs, drainTimeoutMs: options.drainTimeoutMs, spinShare: options.spinShare
+      durationS: options.durationS,
+      instances: options.instances,
+      concurrency: options.concurrency,
+      seed: options.seed,
+      intervalS: options.intervalS,
+      settleS: options.settleS,
+      leaseTtlMs: options.leaseTtlMs,
+      drainGraceMs: options.drainGraceMs,
+      drainTimeoutMs: options.drainTimeoutMs,
+      spinShare: options.spinShare
     },
     interrupted: input.interrupted,
     sent: requests.length,
@@ -143,8 +151,13 @@ export function summarize (input: SummaryInput): ChaosReport {
     },
     killToTakeover: takeoverDelays.length === 0 ? {} : { maxMs: Math.max(...takeoverDelays), meanMs: Math.round(takeoverDelays.reduce((a, b) => a + b, 0) / takeoverDelays.length) },
     drainEvents: input.drains.map((d) => ({
-      instance: d.instance, atS: round(d.loadOffsetMs / 1000, 1), inflight: d.inflight,
-      exitCode: d.exit?.code ?? null, exitSignal: d.exit?.signal ?? null, forced: d.exit?.forced ?? false, ...(d.exit !== undefined && { exitMs: d.exit.afterMs })
+      instance: d.instance,
+      atS: round(d.loadOffsetMs / 1000, 1),
+      inflight: d.inflight,
+      exitCode: d.exit?.code ?? null,
+      exitSignal: d.exit?.signal ?? null,
+      forced: d.exit?.forced ?? false,
+      ...(d.exit !== undefined && { exitMs: d.exit.afterMs })
     })),
     settleMs: Math.max(0, input.settledAt - input.loadEnd),
     wallS: round((Date.now() - input.wallStart) / 1000, 1),

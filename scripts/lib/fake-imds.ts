@@ -72,7 +72,8 @@ export class FakeImds {
   }
 
   private async receive (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    for await (const _chunk of req) { /* bodies are ignored */ }
+    req.resume() // bodies are ignored
+    await new Promise((resolve) => req.once('end', resolve))
     const url = new URL(req.url ?? '/', 'http://imds')
     const method = req.method ?? 'GET'
     const control = /^\/_trigger\/([A-Za-z0-9._:-]+)\/?$/.exec(url.pathname)

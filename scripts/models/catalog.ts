@@ -1,8 +1,8 @@
 // The models spotgate ships as samples and uses in tests and benchmarks.
 // Each writer lays a model out in repository form: <repoDir>/<name>/<version>/model.onnx,
 // plus <repoDir>/<name>/config.json where the model has serving settings.
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 
 import {
   DataType,
@@ -17,43 +17,43 @@ import {
   uniformFloats,
   valueInfo,
   type ModelProto,
-} from './onnx-builder.js';
+} from './onnx-builder.js'
 
 export interface ModelConfig {
   max_batch_size?: number;
   dynamic_batching?: { max_queue_delay_microseconds?: number };
 }
 
-async function writeModel(
+async function writeModel (
   repoDir: string,
   name: string,
   version: number,
   onnxModel: ModelProto,
-  config?: ModelConfig,
+  config?: ModelConfig
 ): Promise<string> {
-  const versionDir = join(repoDir, name, String(version));
-  await mkdir(versionDir, { recursive: true });
-  const modelPath = join(versionDir, 'model.onnx');
-  await writeFile(modelPath, encodeModel(onnxModel));
+  const versionDir = join(repoDir, name, String(version))
+  await mkdir(versionDir, { recursive: true })
+  const modelPath = join(versionDir, 'model.onnx')
+  await writeFile(modelPath, encodeModel(onnxModel))
   if (config) {
-    await writeFile(join(repoDir, name, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    await writeFile(join(repoDir, name, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
   }
-  return modelPath;
+  return modelPath
 }
 
-const BATCH = 'batch';
+const BATCH = 'batch'
 
 export const CLASSIFIER_CONFIG: ModelConfig = {
   max_batch_size: 32,
   dynamic_batching: { max_queue_delay_microseconds: 500 },
-};
+}
 
 /**
  * classifier: input `input` FP32 [batch, 4] → output `probabilities` FP32 [batch, 3],
  * Softmax(input · W + b). W and b are seeded from the version, so each version answers differently.
  */
-export function writeClassifier(repoDir: string, version = 1): Promise<string> {
-  const seed = 0xc1a5 * 1000 + version;
+export function writeClassifier (repoDir: string, version = 1): Promise<string> {
+  const seed = 0xc1a5 * 1000 + version
   const g = graph({
     name: 'classifier',
     inputs: [valueInfo('input', DataType.FLOAT, [BATCH, 4])],
@@ -67,20 +67,20 @@ export function writeClassifier(repoDir: string, version = 1): Promise<string> {
       node('Add', ['logits_raw', 'b'], ['logits']),
       node('Softmax', ['logits'], ['probabilities'], [attr.int('axis', -1)]),
     ],
-  });
-  return writeModel(repoDir, 'classifier', version, model(g, { modelVersion: version }), CLASSIFIER_CONFIG);
+  })
+  return writeModel(repoDir, 'classifier', version, model(g, { modelVersion: version }), CLASSIFIER_CONFIG)
 }
 
 /** Weights of the tabular model, fixed so tests can compute the expected score by hand. */
-export const TABULAR_FEATURE_WEIGHTS = [1, 2, 3] as const;
-export const TABULAR_CATEGORY_WEIGHT = 0.5;
+export const TABULAR_FEATURE_WEIGHTS = [1, 2, 3] as const
+export const TABULAR_CATEGORY_WEIGHT = 0.5
 
 /**
  * tabular (version 1): inputs `features` FP32 [batch, 3] and `category` INT64 [batch, 1]
  * → output `score` FP32 [batch, 1], where
  *   score = 1·features[0] + 2·features[1] + 3·features[2] + 0.5·category.
  */
-export function writeTabular(repoDir: string): Promise<string> {
+export function writeTabular (repoDir: string): Promise<string> {
   const g = graph({
     name: 'tabular',
     inputs: [
@@ -98,16 +98,16 @@ export function writeTabular(repoDir: string): Promise<string> {
       node('Mul', ['category_float', 'category_weight'], ['category_score']),
       node('Add', ['feature_score', 'category_score'], ['score']),
     ],
-  });
-  return writeModel(repoDir, 'tabular', 1, model(g));
+  })
+  return writeModel(repoDir, 'tabular', 1, model(g))
 }
 
-export const SPIN_WIDTH = 64;
+export const SPIN_WIDTH = 64
 
 /** Inner width of each spin step; sets how much arithmetic one iteration does. */
-const SPIN_HIDDEN = 512;
+const SPIN_HIDDEN = 512
 // A gain above 1 keeps the state away from zero (and from slow denormals) while tanh bounds it.
-const SPIN_GAIN = 1.5;
+const SPIN_GAIN = 1.5
 
 /**
  * Rough CPU time of 1000 iterations of the spin model, in milliseconds, measured with
@@ -116,12 +116,12 @@ const SPIN_GAIN = 1.5;
  * `iterations ≈ targetMs / SPIN_MS_PER_1000_ITERATIONS * 1000`; about 260 000 iterations
  * take one second there. Treat it as an order of magnitude: other machines and load shift it.
  */
-export const SPIN_MS_PER_1000_ITERATIONS = 3.9;
+export const SPIN_MS_PER_1000_ITERATIONS = 3.9
 
-function spinWeight(name: string, fanIn: number, fanOut: number, seed: number) {
+function spinWeight (name: string, fanIn: number, fanOut: number, seed: number) {
   // Uniform ±a has standard deviation a/√3, so this scale gives each layer a gain of SPIN_GAIN.
-  const scale = (SPIN_GAIN * Math.sqrt(3)) / Math.sqrt(fanIn);
-  return floatTensor(name, [fanIn, fanOut], uniformFloats(fanIn * fanOut, seed, scale));
+  const scale = (SPIN_GAIN * Math.sqrt(3)) / Math.sqrt(fanIn)
+  return floatTensor(name, [fanIn, fanOut], uniformFloats(fanIn * fanOut, seed, scale))
 }
 
 /**
@@ -130,8 +130,8 @@ function spinWeight(name: string, fanIn: number, fanOut: number, seed: number) {
  * y ← tanh(tanh(y · W_up) · W_down) (64 → 512 → 64), starting from x; `iterations` = 0
  * returns x unchanged. Shapes are fixed, so the model is not batchable.
  */
-export function writeSpin(repoDir: string, name = 'spin'): Promise<string> {
-  const row = [1, SPIN_WIDTH];
+export function writeSpin (repoDir: string, name = 'spin'): Promise<string> {
+  const row = [1, SPIN_WIDTH]
   const body = graph({
     name: 'spin_body',
     inputs: [
@@ -147,7 +147,7 @@ export function writeSpin(repoDir: string, name = 'spin'): Promise<string> {
       node('MatMul', ['h', 'W_down'], ['y_linear']),
       node('Tanh', ['y_linear'], ['y_out']),
     ],
-  });
+  })
   const g = graph({
     name,
     inputs: [valueInfo('iterations', DataType.INT64, [1]), valueInfo('x', DataType.FLOAT, row)],
@@ -162,8 +162,8 @@ export function writeSpin(repoDir: string, name = 'spin'): Promise<string> {
       node('Squeeze', ['iterations', 'squeeze_axes'], ['trip_count']),
       node('Loop', ['trip_count', '', 'x'], ['y'], [attr.graph('body', body)]),
     ],
-  });
-  return writeModel(repoDir, name, 1, model(g));
+  })
+  return writeModel(repoDir, name, 1, model(g))
 }
 
 /** Input names of the types model and their ONNX element types; each output is `<name>_out`. */
@@ -178,33 +178,33 @@ export const TYPES_INPUTS = {
   i32: DataType.INT32,
   i64: DataType.INT64,
   b: DataType.BOOL,
-} as const;
+} as const
 
 /**
  * types: one Identity per tensor type, for round-trip tests of every KServe v2 datatype.
  * Each input `<name>` [batch, 2] is returned unchanged as `<name>_out` [batch, 2].
  */
-export function writeTypes(repoDir: string): Promise<string> {
-  const entries = Object.entries(TYPES_INPUTS);
+export function writeTypes (repoDir: string): Promise<string> {
+  const entries = Object.entries(TYPES_INPUTS)
   const g = graph({
     name: 'types',
     inputs: entries.map(([name, type]) => valueInfo(name, type, [BATCH, 2])),
     outputs: entries.map(([name, type]) => valueInfo(`${name}_out`, type, [BATCH, 2])),
     nodes: entries.map(([name]) => node('Identity', [name], [`${name}_out`])),
-  });
-  return writeModel(repoDir, 'types', 1, model(g));
+  })
+  return writeModel(repoDir, 'types', 1, model(g))
 }
 
 /** fixed: input `x` FP32 [2, 3] (no dynamic dimension) → output `y` FP32 [2, 3] = 2·x. */
-export function writeFixed(repoDir: string): Promise<string> {
+export function writeFixed (repoDir: string): Promise<string> {
   const g = graph({
     name: 'fixed',
     inputs: [valueInfo('x', DataType.FLOAT, [2, 3])],
     outputs: [valueInfo('y', DataType.FLOAT, [2, 3])],
     initializers: [floatTensor('two', [], [2])],
     nodes: [node('Mul', ['x', 'two'], ['y'])],
-  });
-  return writeModel(repoDir, 'fixed', 1, model(g));
+  })
+  return writeModel(repoDir, 'fixed', 1, model(g))
 }
 
 /**
@@ -213,49 +213,49 @@ export function writeFixed(repoDir: string): Promise<string> {
  * batch·4 elements, e.g. shape = [3, 5] (15 ≠ 4·batch for any batch). A shape that
  * fits, such as [batch, 4], [-1, 2] or [4, batch], succeeds (0 copies the matching dimension of x).
  */
-export function writeFailing(repoDir: string): Promise<string> {
+export function writeFailing (repoDir: string): Promise<string> {
   const g = graph({
     name: 'failing',
     inputs: [valueInfo('x', DataType.FLOAT, [BATCH, 4]), valueInfo('shape', DataType.INT64, [2])],
     outputs: [valueInfo('y', DataType.FLOAT, ['rows', 'cols'])],
     nodes: [node('Reshape', ['x', 'shape'], ['y'])],
-  });
-  return writeModel(repoDir, 'failing', 1, model(g));
+  })
+  return writeModel(repoDir, 'failing', 1, model(g))
 }
 
 export const MLP_CONFIG: ModelConfig = {
   max_batch_size: 64,
   dynamic_batching: { max_queue_delay_microseconds: 2000 },
-};
+}
 
 /** Layer widths of the mlp model, input first. */
-export const MLP_LAYERS = [512, 2048, 2048, 1000] as const;
+export const MLP_LAYERS = [512, 2048, 2048, 1000] as const
 
 /**
  * mlp: the benchmark's medium-sized model. Input `input` FP32 [batch, 512] →
  * 512→2048 ReLU → 2048→2048 ReLU → 2048→1000 → output `logits` FP32 [batch, 1000].
  * Weights are uniform in ±1/sqrt(fan_in) so activations stay in a sane range.
  */
-export function writeMlp(repoDir: string, name = 'mlp'): Promise<string> {
-  const initializers = [];
-  const nodes = [];
-  let current = 'input';
+export function writeMlp (repoDir: string, name = 'mlp'): Promise<string> {
+  const initializers = []
+  const nodes = []
+  let current = 'input'
   for (let layer = 0; layer < MLP_LAYERS.length - 1; layer++) {
-    const fanIn = MLP_LAYERS[layer]!;
-    const fanOut = MLP_LAYERS[layer + 1]!;
-    const scale = 1 / Math.sqrt(fanIn);
-    const isLast = layer === MLP_LAYERS.length - 2;
-    const w = `W${layer}`;
-    const b = `b${layer}`;
+    const fanIn = MLP_LAYERS[layer]!
+    const fanOut = MLP_LAYERS[layer + 1]!
+    const scale = 1 / Math.sqrt(fanIn)
+    const isLast = layer === MLP_LAYERS.length - 2
+    const w = `W${layer}`
+    const b = `b${layer}`
     initializers.push(
       floatTensor(w, [fanIn, fanOut], uniformFloats(fanIn * fanOut, 0x317 * 100 + layer, scale)),
-      floatTensor(b, [fanOut], uniformFloats(fanOut, 0x317 * 100 + 50 + layer, scale)),
-    );
-    const linear = isLast ? 'logits' : `linear${layer}`;
-    nodes.push(node('Gemm', [current, w, b], [linear]));
+      floatTensor(b, [fanOut], uniformFloats(fanOut, 0x317 * 100 + 50 + layer, scale))
+    )
+    const linear = isLast ? 'logits' : `linear${layer}`
+    nodes.push(node('Gemm', [current, w, b], [linear]))
     if (!isLast) {
-      current = `hidden${layer}`;
-      nodes.push(node('Relu', [linear], [current]));
+      current = `hidden${layer}`
+      nodes.push(node('Relu', [linear], [current]))
     }
   }
   const g = graph({
@@ -264,15 +264,15 @@ export function writeMlp(repoDir: string, name = 'mlp'): Promise<string> {
     outputs: [valueInfo('logits', DataType.FLOAT, [BATCH, MLP_LAYERS[MLP_LAYERS.length - 1]!])],
     initializers,
     nodes,
-  });
-  return writeModel(repoDir, name, 1, model(g), MLP_CONFIG);
+  })
+  return writeModel(repoDir, name, 1, model(g), MLP_CONFIG)
 }
 
 /** The sample repository shipped in `models/`: classifier versions 1 and 2, and tabular. */
-export async function writeSampleRepository(repoDir: string): Promise<string[]> {
+export async function writeSampleRepository (repoDir: string): Promise<string[]> {
   return [
     await writeClassifier(repoDir, 1),
     await writeClassifier(repoDir, 2),
     await writeTabular(repoDir),
-  ];
+  ]
 }

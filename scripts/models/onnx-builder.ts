@@ -1,28 +1,28 @@
 // Small helpers for assembling ONNX models with onnx-proto.
 // Every helper is pure, so the same arguments always encode to the same bytes.
-import onnxProto from 'onnx-proto';
-import type { onnx as Onnx } from 'onnx-proto';
+import onnxProto from 'onnx-proto'
+import type { onnx as Onnx } from 'onnx-proto'
 
-const { onnx } = onnxProto;
+const { onnx } = onnxProto
 
-export type ModelProto = Onnx.ModelProto;
-export type GraphProto = Onnx.IGraphProto;
-export type NodeProto = Onnx.INodeProto;
-export type TensorProto = Onnx.ITensorProto;
-export type ValueInfoProto = Onnx.IValueInfoProto;
-export type AttributeProto = Onnx.IAttributeProto;
+export type ModelProto = Onnx.ModelProto
+export type GraphProto = Onnx.IGraphProto
+export type NodeProto = Onnx.INodeProto
+export type TensorProto = Onnx.ITensorProto
+export type ValueInfoProto = Onnx.IValueInfoProto
+export type AttributeProto = Onnx.IAttributeProto
 
-export const DataType = onnx.TensorProto.DataType;
-export type DataType = Onnx.TensorProto.DataType;
+export const DataType = onnx.TensorProto.DataType
+export type DataType = Onnx.TensorProto.DataType
 
-export const IR_VERSION = 8;
-export const DEFAULT_OPSET = 17;
-export const PRODUCER_NAME = 'spotgate';
+export const IR_VERSION = 8
+export const DEFAULT_OPSET = 17
+export const PRODUCER_NAME = 'spotgate'
 
 /** A fixed size, or a named dimension whose size is chosen per request (e.g. "batch"). */
-export type Dim = number | string;
+export type Dim = number | string
 
-export function valueInfo(name: string, elemType: DataType, dims: readonly Dim[]): ValueInfoProto {
+export function valueInfo (name: string, elemType: DataType, dims: readonly Dim[]): ValueInfoProto {
   return {
     name,
     type: {
@@ -33,12 +33,12 @@ export function valueInfo(name: string, elemType: DataType, dims: readonly Dim[]
         },
       },
     },
-  };
+  }
 }
 
 /** Scalars are tensors of shape []; Loop bodies need them for the iteration count and condition. */
-export function scalarInfo(name: string, elemType: DataType): ValueInfoProto {
-  return valueInfo(name, elemType, []);
+export function scalarInfo (name: string, elemType: DataType): ValueInfoProto {
+  return valueInfo(name, elemType, [])
 }
 
 type RawArray =
@@ -49,65 +49,65 @@ type RawArray =
   | Int16Array
   | Uint16Array
   | Int32Array
-  | BigInt64Array;
+  | BigInt64Array
 
-function littleEndianBytes(data: RawArray): Uint8Array {
+function littleEndianBytes (data: RawArray): Uint8Array {
   // raw_data is little-endian by spec; Node runs on little-endian hosts, so the
   // typed array's own bytes are already in the right order.
-  return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))
 }
 
-function elementCount(dims: readonly number[]): number {
-  return dims.reduce((n, d) => n * d, 1);
+function elementCount (dims: readonly number[]): number {
+  return dims.reduce((n, d) => n * d, 1)
 }
 
 /** Raw tensor; for FLOAT16 pass the half-precision bit patterns as a Uint16Array, for BOOL a Uint8Array of 0/1. */
-export function tensor(name: string, dataType: DataType, dims: readonly number[], data: RawArray): TensorProto {
+export function tensor (name: string, dataType: DataType, dims: readonly number[], data: RawArray): TensorProto {
   if (data.length !== elementCount(dims)) {
-    throw new Error(`tensor ${name}: ${data.length} values do not fill shape [${dims.join(', ')}]`);
+    throw new Error(`tensor ${name}: ${data.length} values do not fill shape [${dims.join(', ')}]`)
   }
-  return { name, dataType, dims: [...dims], rawData: littleEndianBytes(data) };
+  return { name, dataType, dims: [...dims], rawData: littleEndianBytes(data) }
 }
 
-export function floatTensor(name: string, dims: readonly number[], values: ArrayLike<number>): TensorProto {
-  return tensor(name, DataType.FLOAT, dims, Float32Array.from(values));
+export function floatTensor (name: string, dims: readonly number[], values: ArrayLike<number>): TensorProto {
+  return tensor(name, DataType.FLOAT, dims, Float32Array.from(values))
 }
 
-export function int64Tensor(name: string, dims: readonly number[], values: ArrayLike<number | bigint>): TensorProto {
-  return tensor(name, DataType.INT64, dims, BigInt64Array.from(Array.from(values, (v) => BigInt(v))));
+export function int64Tensor (name: string, dims: readonly number[], values: ArrayLike<number | bigint>): TensorProto {
+  return tensor(name, DataType.INT64, dims, BigInt64Array.from(Array.from(values, (v) => BigInt(v))))
 }
 
 /** Attribute constructors; ONNX needs the kind spelled out (1 as an int is not 1.0 as a float). */
 export const attr = {
-  int(name: string, i: number): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.INT, i };
+  int (name: string, i: number): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.INT, i }
   },
-  ints(name: string, ints: readonly number[]): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...ints] };
+  ints (name: string, ints: readonly number[]): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...ints] }
   },
-  float(name: string, f: number): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.FLOAT, f };
+  float (name: string, f: number): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.FLOAT, f }
   },
-  string(name: string, s: string): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(s) };
+  string (name: string, s: string): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(s) }
   },
-  tensor(name: string, t: TensorProto): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.TENSOR, t };
+  tensor (name: string, t: TensorProto): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.TENSOR, t }
   },
-  graph(name: string, g: GraphProto): AttributeProto {
-    return { name, type: onnx.AttributeProto.AttributeType.GRAPH, g };
+  graph (name: string, g: GraphProto): AttributeProto {
+    return { name, type: onnx.AttributeProto.AttributeType.GRAPH, g }
   },
-};
+}
 
 /** An empty input name ("") marks an omitted optional input. */
-export function node(
+export function node (
   opType: string,
   inputs: readonly string[],
   outputs: readonly string[],
   attributes: readonly AttributeProto[] = [],
-  name = `${opType}_${outputs[0] ?? ''}`,
+  name = `${opType}_${outputs[0] ?? ''}`
 ): NodeProto {
-  return { opType, name, input: [...inputs], output: [...outputs], attribute: [...attributes] };
+  return { opType, name, input: [...inputs], output: [...outputs], attribute: [...attributes] }
 }
 
 export interface GraphSpec {
@@ -119,7 +119,7 @@ export interface GraphSpec {
   docString?: string;
 }
 
-export function graph(spec: GraphSpec): GraphProto {
+export function graph (spec: GraphSpec): GraphProto {
   return {
     name: spec.name,
     input: [...spec.inputs],
@@ -127,7 +127,7 @@ export function graph(spec: GraphSpec): GraphProto {
     node: [...spec.nodes],
     initializer: [...(spec.initializers ?? [])],
     docString: spec.docString ?? '',
-  };
+  }
 }
 
 export interface ModelOptions {
@@ -136,7 +136,7 @@ export interface ModelOptions {
   modelVersion?: number;
 }
 
-export function model(g: GraphProto, options: ModelOptions = {}): ModelProto {
+export function model (g: GraphProto, options: ModelOptions = {}): ModelProto {
   return onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: PRODUCER_NAME,
@@ -144,31 +144,31 @@ export function model(g: GraphProto, options: ModelOptions = {}): ModelProto {
     modelVersion: options.modelVersion ?? 0,
     docString: options.docString ?? '',
     graph: g,
-  });
+  })
 }
 
-export function encodeModel(m: ModelProto): Uint8Array {
-  const message = onnx.ModelProto.verify(m);
-  if (message) throw new Error(`invalid ModelProto: ${message}`);
-  return onnx.ModelProto.encode(m).finish();
+export function encodeModel (m: ModelProto): Uint8Array {
+  const message = onnx.ModelProto.verify(m)
+  if (message) throw new Error(`invalid ModelProto: ${message}`)
+  return onnx.ModelProto.encode(m).finish()
 }
 
 /** mulberry32: a tiny seeded PRNG, so weights are reproducible across runs and machines. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
+export function mulberry32 (seed: number): () => number {
+  let state = seed >>> 0
   return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
 }
 
 /** `count` values drawn uniformly from [-scale, scale). */
-export function uniformFloats(count: number, seed: number, scale: number): Float32Array {
-  const next = mulberry32(seed);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = (next() * 2 - 1) * scale;
-  return out;
+export function uniformFloats (count: number, seed: number, scale: number): Float32Array {
+  const next = mulberry32(seed)
+  const out = new Float32Array(count)
+  for (let i = 0; i < count; i++) out[i] = (next() * 2 - 1) * scale
+  return out
 }

@@ -200,7 +200,6 @@ function decodeRequestedOutputs (outputs: unknown, signature: ModelSignature): {
   return { names, binary }
 }
 
-
 export interface V2ResponseTensor {
   name: string
   datatype: V2Datatype

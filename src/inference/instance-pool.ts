@@ -120,7 +120,8 @@ export class InstancePool extends EventEmitter {
     const workers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
     if (failure !== undefined) {
       await Promise.all(workers.map(({ worker }) => worker.terminate()))
-      throw (failure as PromiseRejectedResult).reason as Error
+      const reason: unknown = (failure as PromiseRejectedResult).reason
+      throw reason instanceof Error ? reason : new Error(String(reason))
     }
     for (const { worker } of workers) pool.adopt(worker)
     return { pool, loaded: workers[0].loaded }

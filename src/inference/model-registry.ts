@@ -125,4 +125,3 @@ export class ModelRegistry {
     await Promise.all(this.pools.splice(0).map((pool) => pool.close()))
   }
 }
-

@@ -49,13 +49,12 @@ const DEFAULT_ENV: Record<string, string> = {
  */
 export async function buildTestApp (t: Cleanup, options: TestAppOptions = {}): Promise<TestApp> {
   const repo = await makeRepository(options.models ?? ['classifier', 'tabular'], options.configs)
-  let registry: ModelRegistry | undefined
-  let app: FastifyInstance | undefined
-  let journal: Journal | undefined
+  // Filled in below; closed in reverse order whatever step a failure stopped at.
+  const built: { registry?: ModelRegistry, app?: FastifyInstance, journal?: Journal } = {}
   t.after(async () => {
-    await app?.close()
-    await registry?.close()
-    await journal?.close()
+    await built.app?.close()
+    await built.registry?.close()
+    await built.journal?.close()
     await repo.cleanup()
   })
   const config = loadConfig({ ...DEFAULT_ENV, MODEL_REPOSITORY: repo.dir, ...options.env }, false)
@@ -63,9 +62,9 @@ export async function buildTestApp (t: Cleanup, options: TestAppOptions = {}): P
   const metrics = createMetrics()
   const state = new ServerState(metrics)
   const entries = await scanModelRepository(config.modelRepository, config.modelDefaults)
-  registry = new ModelRegistry(entries, log, metrics)
-  journal = createJournal(config, { metrics, log })
-  app = await buildApp(config, { models: registry, metrics, state, log, journal })
+  const registry = built.registry = new ModelRegistry(entries, log, metrics)
+  const journal = built.journal = createJournal(config, { metrics, log })
+  const app = built.app = await buildApp(config, { models: registry, metrics, state, log, journal })
   await registry.load()
   state.enter('ready')
   return { app, config, metrics, state, registry, journal, repo }

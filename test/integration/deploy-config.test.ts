@@ -155,7 +155,7 @@ test('the images run the compiled entry as PID 1, as a non-root user, with a hea
     const text = await readFile(join(ROOT, file), 'utf8')
     const runtime = text.slice(text.lastIndexOf('\nFROM '))
     assert.match(runtime, /^CMD \["node", "dist\/src\/main\.js"\]$/m, `${file}: exec-form CMD`)
-    assert.ok(`dist/src/main.js` === pkg.bin.spotgate, `${file}: the CMD is package.json's bin`)
+    assert.ok(pkg.bin.spotgate === 'dist/src/main.js', `${file}: the CMD is package.json's bin`)
     assert.match(runtime, /^USER (?!root)\S+$/m, `${file}: non-root`)
     assert.match(runtime, /^HEALTHCHECK .*\n?.*\/health\/live/m, `${file}: HEALTHCHECK on /health/live`)
     assert.match(runtime, /^STOPSIGNAL SIGTERM$/m)

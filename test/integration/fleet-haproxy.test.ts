@@ -94,7 +94,10 @@ test('HAProxy sends a 503 to another server only for requests with an Idempotenc
   for (let i = 0; i < 2; i++) {
     const server = createServer((req, res) => {
       req.resume()
-      if (req.url === '/health/ready') return void res.end('{"ready":true}')
+      if (req.url === '/health/ready') {
+        res.end('{"ready":true}')
+        return
+      }
       hits.push(`${req.method} ${req.headers['idempotency-key'] === undefined ? 'no-key' : 'key'}`)
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end('{"error":"draining"}')
     })

@@ -15,7 +15,10 @@ test(`SIGTERM flips readiness within ${BUDGET_MS} ms while spin keeps every core
   const repo = await makeRepository(['spin'], { spin: { instance_count: 2 } })
   t.after(repo.cleanup)
   const gateways = await startFleet(t, 2, {
-    redis, namespace: namespace(), modelRepository: repo.dir, leaseTtlMs: 1000,
+    redis,
+    namespace: namespace(),
+    modelRepository: repo.dir,
+    leaseTtlMs: 1000,
     env: { DRAIN_GRACE_MS: '2000', DRAIN_TIMEOUT_MS: '3000', LOG_LEVEL: 'warn' }
   })
   const [target] = gateways

@@ -128,7 +128,8 @@ test('the dashboard is importable Grafana JSON: unique panel ids, every query on
   assert.ok(dashboard.templating.list.some((v) => v.name === 'datasource' && v.type === 'datasource'))
   for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) {
     assert.ok(panel.gridPos !== undefined, `${panel.title}: gridPos`)
-    assert.equal(panel.datasource?.uid, '${datasource}', `${panel.title}: datasource`)
+    // Grafana's own variable syntax, not a template literal.
+    assert.equal(panel.datasource?.uid, '$' + '{datasource}', `${panel.title}: datasource`)
     assert.ok((panel.targets ?? []).length > 0 && panel.targets?.every((t) => t.expr.length > 0), `${panel.title}: queries`)
   }
 })
