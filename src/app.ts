@@ -68,6 +68,7 @@ export async function buildServer (config: Config, deps: AppDeps): Promise<App> 
     }
   })
   deps.state.addReadinessCheck(() => deps.journal.unavailableReason())
+  deps.state.addReadinessCheck(() => deps.models.unavailableReason())
   installErrorHandling(app, config)
   await registerUnderPressure(app, config.pressure, deps.state)
   installRequestMetrics(app, deps.metrics)

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { IdempotencyKeyReused, QueueFull, Unavailable } from './errors.js'
 import type { ResponseEncoder } from './http/stored-response.js'
 import { Cancellation } from './inference/cancellation.js'
+import { WorkerCrashed } from './inference/instance-pool.js'
 import type { ModelRegistry, ServedModel } from './inference/model-registry.js'
 import type { InferenceRequest } from './inference/signature.js'
 import { isFinal, JournalUnavailableError, type Journal, type PendingState, type StoredResponse } from './journal/journal.js'
@@ -195,6 +196,12 @@ export class InferenceService {
       if (error instanceof HandedOff) {
         metrics.inflight.dec({ model: model.name })
         return this.handOver(id, active, error.reason)
+      }
+      if (error instanceof WorkerCrashed && journal.peersCanReplay) {
+        // The thread died, not the request: the fleet (this instance included) runs it again from the journal.
+        metrics.inflight.dec({ model: model.name })
+        log.warn({ requestId: id, ...labels, err: error }, 'model worker died under the request; handing it to the replay stream')
+        return this.handOver(id, active, 'worker_crashed')
       }
       log.warn({ requestId: id, ...labels, err: error }, 'inference failed')
       response = encoder.failure(500, `inference failed: ${(error as Error).message}`)

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { Cancellation } from './cancellation.js'
 import { allocate, type TensorData } from './datatypes.js'
-import type { InstancePool, RunResult } from './instance-pool.js'
+import { WorkerCrashed, type InstancePool, type RunResult } from './instance-pool.js'
 import type { Tensor } from './signature.js'
 
 export interface BatchPolicy {
@@ -48,6 +48,8 @@ interface Job {
   onStart?: () => void
   /** Runs alone: its merged batch failed, and it is retried on its own so one bad request fails only itself. */
   solo?: boolean
+  /** Already re-run once after its worker thread died under it. */
+  retried?: boolean
 }
 
 const SCAN_LIMIT_FACTOR = 4
@@ -186,6 +188,16 @@ export class Batcher {
     this.pool.run(inputs, outputs, transfer).then(
       (result) => settle(batch, result, started, rows),
       (error: Error) => {
+        if (error instanceof WorkerCrashed) {
+          // The instance failed, not the requests: run them again once on a live one. A lone
+          // request's buffers went to the dead thread (detached, empty), so it cannot be resent.
+          const retry = batch.filter((job) => job.retried !== true && job.inputs.every((t) => t.data.byteLength > 0))
+          for (const job of batch) if (!retry.includes(job)) job.reject(error)
+          for (const job of retry) job.retried = true
+          this.queue.unshift(...retry)
+          this.pump()
+          return
+        }
         if (batch.length === 1) return batch[0].reject(error)
         // A merged batch failed: run its requests one by one, so only the bad one fails.
         for (const job of batch) job.solo = true

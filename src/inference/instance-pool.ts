@@ -28,6 +28,13 @@ export class RunError extends Error {
   override readonly name = 'RunError'
 }
 
+/** The worker thread died under a run: the instance's fault, not the request's, so the run may be retried. */
+export class WorkerCrashed extends Error {
+  override readonly name = 'WorkerCrashed'
+}
+
+const RESPAWN_MAX_DELAY_MS = 30_000
+
 class ModelInstance {
   private pending: Pending | undefined
   private nextJobId = 0
@@ -71,7 +78,7 @@ class ModelInstance {
   private die (error: Error): void {
     const pending = this.pending
     this.pending = undefined
-    pending?.reject(new Error(`model worker failed: ${error.message}`))
+    pending?.reject(new WorkerCrashed(`model worker failed: ${error.message}`))
     this.onDeath(error)
   }
 }
@@ -83,10 +90,9 @@ function spawn (init: WorkerInit): Promise<{ worker: Worker, loaded: LoadedInsta
     const exited = (code: number): void => reject(new Error(`model worker exited with code ${code} while loading`))
     worker.once('error', fail)
     worker.once('exit', exited)
+    // The start-up listeners stay until the instance attaches its own: an error event
+    // with no listener would bring the whole process down.
     worker.once('message', (event: WorkerEvent) => {
-      // Only our own listeners: Worker keeps internal ones that deliver messages.
-      worker.off('error', fail)
-      worker.off('exit', exited)
       if (event.type === 'ready') resolve({ worker, loaded: { provider: event.provider, fallbacks: event.fallbacks, signature: event.signature } })
       else if (event.type === 'load-failed') fail(new Error(event.message))
       else fail(new Error(`unexpected message from model worker: ${event.type}`))
@@ -167,9 +173,23 @@ export class InstancePool extends EventEmitter {
     if (this.closed || !this.instances.includes(dead)) return
     this.instances = this.instances.filter((i) => i !== dead)
     this.emit('instance-died', error)
-    spawn(this.init).then(
-      ({ worker }) => { if (this.closed) void worker.terminate(); else { this.adopt(worker); this.emit('idle') } },
-      (respawnError: Error) => this.emit('instance-died', respawnError)
-    )
+    void this.respawn(500)
+  }
+
+  /** Starts a replacement, retrying with backoff: a model left with no instance would stall its queue for good. */
+  private async respawn (delayMs: number): Promise<void> {
+    try {
+      const { worker } = await spawn(this.init)
+      if (this.closed) {
+        void worker.terminate()
+        return
+      }
+      this.adopt(worker)
+      this.emit('idle')
+    } catch (respawnError) {
+      this.emit('instance-died', respawnError as Error)
+      if (this.closed) return
+      setTimeout(() => { void this.respawn(Math.min(delayMs * 2, RESPAWN_MAX_DELAY_MS)) }, delayMs).unref()
+    }
   }
 }

@@ -26,6 +26,7 @@ export interface ServedModel {
 export class ModelRegistry {
   private readonly models = new Map<string, Map<string, ServedModel>>()
   private readonly pools: InstancePool[] = []
+  private readonly poolsByModel = new Map<string, InstancePool>()
   private loaded = false
   private loading: Promise<unknown> | undefined
 
@@ -59,6 +60,7 @@ export class ModelRegistry {
     }
     const { pool, loaded } = started_
     this.pools.push(pool)
+    this.poolsByModel.set(`${entry.name}/${entry.version}`, pool)
     for (const fallback of loaded.fallbacks) {
       this.log.warn({ ...labels, provider: fallback.provider, reason: fallback.reason }, `execution provider ${fallback.provider} unavailable for ${entry.name}/${entry.version}, falling back`)
       this.metrics.providerFallbacks.inc({ ...labels, provider: fallback.provider })
@@ -97,6 +99,13 @@ export class ModelRegistry {
     if (versions === undefined) this.models.set(entry.name, (versions = new Map()))
     versions.set(entry.version, model)
     this.log.info({ ...labels, provider: loaded.provider, instances: pool.size, batching: merge ? maxBatchSize : 0, ms: Date.now() - started }, `model ${entry.name}/${entry.version} loaded`)
+  }
+
+  /** Why some model cannot run requests now (every worker of a version died and none restarted yet). */
+  unavailableReason (): string | undefined {
+    if (!this.loaded) return undefined
+    const starved = [...this.poolsByModel].filter(([, pool]) => pool.size === 0).map(([label]) => label)
+    return starved.length === 0 ? undefined : `no running model instance for ${starved.join(', ')}`
   }
 
   /** The named version, or the highest when none is given. */

@@ -19,6 +19,7 @@ export class LeaseKeeper {
   private renewTimer: NodeJS.Timeout | undefined
   private reapTimer: NodeJS.Timeout | undefined
   private held = false
+  private renewing: Promise<void> | undefined
 
   private readonly leaseTtlMs: number
   private readonly log: Logger
@@ -39,6 +40,8 @@ export class LeaseKeeper {
   /** Stops renewing and hands whatever this instance still owns to the fleet at once. */
   async release (): Promise<void> {
     this.stop()
+    // A renewal already sent would otherwise land after the release and extend the lease.
+    await this.renewing
     try {
       const moved = await this.journal.releaseLease()
       this.log.info({ requests: moved }, 'lease released')
@@ -52,7 +55,12 @@ export class LeaseKeeper {
     clearInterval(this.reapTimer)
   }
 
-  private async renew (): Promise<void> {
+  private renew (): Promise<void> {
+    this.renewing = this.renewOnce()
+    return this.renewing
+  }
+
+  private async renewOnce (): Promise<void> {
     if (this.journal.unavailableReason() !== undefined) return
     try {
       const wasValid = await this.journal.renewLease()

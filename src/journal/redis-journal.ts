@@ -22,7 +22,7 @@ type ScriptClient = Redis & {
   spotgateAcceptBuffer: (...args: Array<string | Buffer | number>) => Promise<Array<number | Buffer[]>>
   spotgateComplete: (...args: Array<string | Buffer | number>) => Promise<number[]>
   spotgateHandOff: (...args: Array<string | Buffer | number>) => Promise<number>
-  spotgateRenewLease: (...args: Array<string | number>) => Promise<string | null>
+  spotgateRenewLease: (...args: Array<string | number>) => Promise<number>
   spotgateReapDead: (...args: Array<string | number>) => Promise<[number, number]>
   spotgateClaimReplayBuffer: (...args: Array<string | number>) => Promise<Buffer[]>
 }
@@ -31,6 +31,8 @@ const HEALTH_INTERVAL_MS = 250
 /** A ping unanswered this long marks the journal unavailable (a hung server never closes its socket). */
 const HEALTH_TIMEOUT_MS = 500
 const MAX_UNSENT_COMPLETIONS = 10_000
+/** Hand-offs of a drain, which cost a replay no attempt (unlike a crash, an error or an orphan). */
+const CLEAN_HAND_OFFS = new Set(['drain', 'deadline', 'signal'])
 
 export class RedisJournal implements Journal {
   readonly kind = 'redis' as const
@@ -171,8 +173,8 @@ export class RedisJournal implements Journal {
   async renewLease (): Promise<boolean> {
     const now = Date.now()
     const { keys, options } = this
-    const previous = await this.timed('lease', () => this.client.spotgateRenewLease(1, keys.leases, options.instanceId, now, options.leaseTtlMs, Math.max(options.resultTtlSeconds * 1000, options.leaseTtlMs * 10)))
-    return previous !== null && Number(previous) >= now
+    const wasValid = await this.timed('lease', () => this.client.spotgateRenewLease(1, keys.leases, options.instanceId, now, options.leaseTtlMs, Math.max(options.resultTtlSeconds * 1000, options.leaseTtlMs * 10)))
+    return wasValid === 1
   }
 
   /** Moves the unfinished requests of instances whose lease expired to the replay stream. */
@@ -320,7 +322,7 @@ export class RedisJournal implements Journal {
     // One script call per reason keeps the stream entries' reason exact.
     for (const reason of new Set(entries.map((e) => e.reason))) {
       const ids = entries.filter((e) => e.reason === reason).map((e) => e.id)
-      const args: Array<string | number> = [ids.length + 1, ...ids.map((id) => keys.request(id)), keys.replayStream, Date.now(), keys.ownedPrefix, reason, this.options.resultTtlSeconds * 1000, ...ids]
+      const args: Array<string | number> = [ids.length + 1, ...ids.map((id) => keys.request(id)), keys.replayStream, Date.now(), keys.ownedPrefix, reason, this.options.resultTtlSeconds * 1000, this.options.instanceId, CLEAN_HAND_OFFS.has(reason) ? '1' : '0', ...ids]
       await this.timed('hand_off', () => this.client.spotgateHandOff(...args))
     }
     return entries.map(() => undefined)

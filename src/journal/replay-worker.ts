@@ -106,6 +106,12 @@ export class ReplayWorker {
       log.error({ requestId: entry.id, attempts: claim.attempts, lastError: claim.lastError }, 'replay gave up: marked failed')
       return
     }
+    if (!this.options.canTakeWork()) {
+      // A notice arrived while claiming: give it straight back (the hand-off returns the attempt).
+      await journal.handOff({ id: entry.id, reason: 'drain' })
+      await journal.ackReplay(entry.entryId)
+      return
+    }
     this.held.add(entry.entryId)
     log.info({ requestId: entry.id, attempt: claim.attempts }, 'replaying a handed-off request')
     this.options.execute({ id: entry.id, payload: claim.payload, fingerprint: claim.fingerprint }).then(

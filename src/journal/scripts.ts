@@ -1,3 +1,12 @@
+// Lease times come from Redis's own clock, so instances whose clocks disagree
+// still agree on which leases have expired.
+const REDIS_NOW = `
+local function redisNow()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
 // Lua scripts: every state change of a request is one atomic script. Each is safe
 // to run twice (ioredis re-sends commands that were unanswered when a connection
 // dropped), because each checks the record's state before changing it.
@@ -8,9 +17,9 @@
  * Returns per entry: 1 when newly accepted, else {state, fingerprint, owner, code, content type, body, header length}.
  * The owner's lease is created if missing, so no owned request is ever outside a lease.
  */
-export const ACCEPT = `
+export const ACCEPT = REDIS_NOW + `
 local now, ttl, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-redis.call('ZADD', KEYS[2], 'NX', tonumber(now) + tonumber(ARGV[4]), owner)
+redis.call('ZADD', KEYS[2], 'NX', redisNow() + tonumber(ARGV[4]), owner)
 if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], math.max(ttl, tonumber(ARGV[4]) * 10)) end
 local out = {}
 for i = 3, #KEYS do
@@ -64,19 +73,23 @@ return out
  * Gives requests this instance can no longer finish to the fleet: each pending one
  * becomes `handed_off`, leaves its owner's set and is appended to the replay stream.
  * KEYS: one request key per entry, then the replay stream. ARGV: now, owned-set prefix,
- * reason, stream ttl ms, then the ids. Returns the number handed off (already final or already
+ * reason, stream ttl ms, the calling instance, '1' when the hand-off is clean (a drain:
+ * the attempt of a replay in progress is given back), then the ids. Only the caller's
+ * own requests move: one a peer took over after this instance's lease lapsed stays
+ * with that peer. Returns the number handed off (already final or already
  * handed off: skipped, so a re-sent call changes nothing).
  */
 export const HAND_OFF = `
-local now, ownedPrefix, reason = ARGV[1], ARGV[2], ARGV[3]
+local now, ownedPrefix, reason, me, refund = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local stream = KEYS[#KEYS]
 local count = 0
 for i = 1, #KEYS - 1 do
   local key = KEYS[i]
-  local id = ARGV[4 + i]
-  local found = redis.call('HMGET', key, 'state', 'owner')
-  if found[1] == 'queued' or found[1] == 'running' or found[1] == 'replaying' then
-    if found[2] then redis.call('ZREM', ownedPrefix .. found[2], id) end
+  local id = ARGV[6 + i]
+  local found = redis.call('HMGET', key, 'state', 'owner', 'attempts')
+  if (found[1] == 'queued' or found[1] == 'running' or found[1] == 'replaying') and found[2] == me then
+    redis.call('ZREM', ownedPrefix .. me, id)
+    if refund == '1' and found[1] == 'replaying' and tonumber(found[3] or '0') > 0 then redis.call('HINCRBY', key, 'attempts', -1) end
     redis.call('HSET', key, 'state', 'handed_off', 'owner', '', 'updated', now, 'reason', reason)
     redis.call('XADD', stream, '*', 'id', id, 'reason', reason)
     count = count + 1
@@ -87,15 +100,17 @@ return count
 `
 
 /**
- * Renews this instance's lease. KEYS[1] leases. ARGV: instance, now, lease ttl ms, key ttl ms.
- * Returns the previous expiry (false when there was none: first start, or the lease
- * expired and a peer already took this instance's work).
+ * Renews this instance's lease. KEYS[1] leases. ARGV: instance, (unused), lease ttl ms, key ttl ms.
+ * Returns 1 when the previous lease was still valid, 0 when there was none (first
+ * start, or it expired and a peer may have taken this instance's work) or it had lapsed.
  */
-export const RENEW_LEASE = `
+export const RENEW_LEASE = REDIS_NOW + `
+local now = redisNow()
 local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return previous
+if previous and tonumber(previous) >= now then return 1 end
+return 0
 `
 
 /**
@@ -104,8 +119,8 @@ return previous
  * KEYS[1] leases, KEYS[2] replay stream. ARGV: now, owned-set prefix, request-key prefix, stream ttl ms.
  * Returns {instances taken over, requests moved to the replay stream}.
  */
-export const REAP_DEAD = `
-local now, ownedPrefix, requestPrefix = ARGV[1], ARGV[2], ARGV[3]
+export const REAP_DEAD = REDIS_NOW + `
+local now, ownedPrefix, requestPrefix = redisNow(), ARGV[2], ARGV[3]
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 local moved = 0
 for _, instance in ipairs(dead) do
@@ -134,7 +149,7 @@ return { #dead, moved }
  * here: a duplicate entry, acked without counting an attempt), {'exhausted', attempts,
  * last error} or {'claimed', payload, fingerprint, attempts, handed-off at}.
  */
-export const CLAIM_REPLAY = `
+export const CLAIM_REPLAY = REDIS_NOW + `
 local now, me, maxAttempts, ownedPrefix, group, entry, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local found = redis.call('HMGET', KEYS[1], 'state', 'owner', 'attempts', 'payload', 'fp', 'updated', 'error')
 local state, holder = found[1], found[2] or ''
@@ -147,7 +162,7 @@ if not state or state == 'done' or state == 'failed' or not found[4] then return
 if state == 'replaying' and holder == me then return skip() end
 if state ~= 'handed_off' and holder ~= '' then
   local lease = redis.call('ZSCORE', KEYS[2], holder)
-  if lease and tonumber(lease) > tonumber(now) then return skip() end
+  if lease and tonumber(lease) > redisNow() then return skip() end
 end
 local attempts = tonumber(found[3] or '0') + 1
 if attempts > maxAttempts then return { 'exhausted', attempts - 1, found[7] or '' } end

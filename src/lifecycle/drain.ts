@@ -125,7 +125,9 @@ export class Drain {
     const { log, state, sources } = this.deps
     await Promise.race([this.listenerClosing, new Promise((resolve) => setTimeout(resolve, FLUSH_MS))])
     state.enter('stopped')
-    await Promise.allSettled(sources.map(async (source) => { await source.drained?.(); await source.stop() }))
+    // Signal handlers stay: a signal now must not fall back to Node's default (exit 143).
+    const stoppable = sources.filter((source) => source.name !== 'sigterm' && source.name !== 'sigint')
+    await Promise.allSettled(stoppable.map(async (source) => { await source.drained?.(); await source.stop() }))
     await this.deps.shutdown().catch((error: Error) => log.error({ err: error }, 'shutdown step failed'))
     log.info({ ms: since() }, 'drained; exiting')
     this.deps.exit(0)
