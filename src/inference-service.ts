@@ -73,7 +73,7 @@ export class InferenceService {
       if (local.fingerprint !== fingerprint) throw reused(id)
       return this.awaitExisting(id, wait, local)
     }
-    if (!model.batcher.tryReserve()) throw new QueueFull(`model '${model.name}' has ${model.batcher.depth} requests queued; retry later`)
+    if (!model.batcher.tryReserve()) return this.whenQueueFull(submission, wait)
 
     // Registered before the journal answers, so a duplicate arriving meanwhile joins this one.
     const active = newActive(fingerprint)
@@ -148,6 +148,19 @@ export class InferenceService {
   /** Resolves when no accepted request is left on this instance. */
   async whenIdle (): Promise<void> {
     while (this.active.size > 0) await Promise.allSettled([...this.active.values()].map((a) => a.done))
+  }
+
+  /**
+   * A full queue refuses new work, but a retry of a request already accepted (here or
+   * on a peer) still gets its stored answer, or a 202 while it runs.
+   */
+  private async whenQueueFull (submission: Submission, wait: number): Promise<SubmissionOutcome> {
+    const { id, model, fingerprint } = submission
+    const existing = await this.journalCall(() => this.deps.journal.get(id))
+    if (existing === undefined) throw new QueueFull(`model '${model.name}' has ${model.batcher.depth} requests queued; retry later`)
+    if (existing.fingerprint !== undefined && existing.fingerprint !== fingerprint) throw reused(id)
+    if (isFinal(existing.state) && existing.response !== undefined) return { kind: 'answered', response: existing.response, replayed: true }
+    return this.awaitExisting(id, wait)
   }
 
   /** The answer to `id` once final (waiting up to `waitMs`), else its pending state; undefined when unknown. */

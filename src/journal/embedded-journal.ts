@@ -57,7 +57,8 @@ export class EmbeddedJournal implements Journal {
   }
 
   async get (id: string): Promise<RequestView | undefined> {
-    return this.live(id)?.view
+    const found = this.live(id)
+    return found === undefined ? undefined : { ...found.view, fingerprint: found.fingerprint }
   }
 
   async payload (id: string): Promise<Buffer | undefined> {

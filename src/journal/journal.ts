@@ -39,6 +39,8 @@ export interface RequestView {
   readonly state: RequestState
   readonly owner: string
   readonly response?: StoredResponse
+  /** The accepted request's fingerprint (from `get`), to tell a retry from a reused key. */
+  readonly fingerprint?: string
 }
 
 export interface Completion {

@@ -116,9 +116,9 @@ export class RedisJournal implements Journal {
 
   async get (id: string): Promise<RequestView | undefined> {
     return this.timed('get', async () => {
-      const [state, owner, code, ctype, body, hlen] = await this.client.hmgetBuffer(this.keys.request(id), 'state', 'owner', 'code', 'ctype', 'body', 'hlen')
+      const [state, owner, code, ctype, body, hlen, fp] = await this.client.hmgetBuffer(this.keys.request(id), 'state', 'owner', 'code', 'ctype', 'body', 'hlen', 'fp')
       if (state === null) return undefined
-      return toView(id, state.toString(), owner?.toString() ?? '', code, ctype, body, hlen)
+      return { ...toView(id, state.toString(), owner?.toString() ?? '', code, ctype, body, hlen), ...(fp !== null && { fingerprint: fp.toString() }) }
     })
   }
 

@@ -72,6 +72,38 @@ describe('a full queue', () => {
     assert.notEqual(retried.headers['idempotent-replayed'], 'true', 'a refused request left no record to replay')
   })
 
+  test('a retry of a request already accepted still gets its answer (or a 202) while the queue is full', async (t) => {
+    const namespace = `backpressure-${randomUUID().slice(0, 8)}`
+    const testApp = await buildTestApp(t, {
+      models: ['spin'],
+      env: { REDIS_URL: redis.url, JOURNAL_NAMESPACE: namespace, MAX_QUEUE_SIZE: String(MAX_QUEUE_SIZE), MODEL_INSTANCES: '1', IDEMPOTENCY_WAIT_MS: '0' }
+    })
+    await journalReady(testApp)
+    const { app } = testApp
+    const quick = spinBody(0)
+    const done = await app.inject({ method: 'POST', url: '/v2/models/spin/infer', headers: { 'idempotency-key': 'done-before' }, payload: quick })
+    assert.equal(done.statusCode, 200, done.body)
+
+    const slow = spinBody(spinIterations(SPIN_MS))
+    for (const key of ['busy', 'waiting-1', 'waiting-2']) {
+      const accepted = await app.inject({ method: 'POST', url: '/v2/models/spin/infer', headers: { 'idempotency-key': key, prefer: 'respond-async' }, payload: slow })
+      assert.equal(accepted.statusCode, 202, accepted.body)
+    }
+    assert.equal((await app.inject({ method: 'POST', url: '/v2/models/spin/infer', payload: slow })).statusCode, 429, 'new work is refused')
+
+    const replayed = await app.inject({ method: 'POST', url: '/v2/models/spin/infer', headers: { 'idempotency-key': 'done-before' }, payload: quick })
+    assert.equal(replayed.statusCode, 200, replayed.body)
+    assert.equal(replayed.headers['idempotent-replayed'], 'true')
+    assert.equal(replayed.body, done.body)
+
+    const pending = await app.inject({ method: 'POST', url: '/v2/models/spin/infer', headers: { 'idempotency-key': 'waiting-2' }, payload: slow })
+    assert.equal(pending.statusCode, 202, pending.body)
+    assert.equal(pending.headers.location, '/infer/waiting-2')
+
+    const reused = await app.inject({ method: 'POST', url: '/v2/models/spin/infer', headers: { 'idempotency-key': 'done-before' }, payload: spinBody(1) })
+    assert.equal(reused.statusCode, 422, reused.body)
+  })
+
   test('concurrent arrivals cannot push the queue past its bound', async (t) => {
     const testApp = await buildTestApp(t, {
       models: ['spin'],
