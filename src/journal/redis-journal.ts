@@ -171,9 +171,8 @@ export class RedisJournal implements Journal {
 
   /** Renews this instance's lease; false when it had lapsed, so peers may have taken its work. */
   async renewLease (): Promise<boolean> {
-    const now = Date.now()
     const { keys, options } = this
-    const wasValid = await this.timed('lease', () => this.client.spotgateRenewLease(1, keys.leases, options.instanceId, now, options.leaseTtlMs, Math.max(options.resultTtlSeconds * 1000, options.leaseTtlMs * 10)))
+    const wasValid = await this.timed('lease', () => this.client.spotgateRenewLease(1, keys.leases, options.instanceId, options.leaseTtlMs, Math.max(options.resultTtlSeconds * 1000, options.leaseTtlMs * 10)))
     return wasValid === 1
   }
 

@@ -100,15 +100,15 @@ return count
 `
 
 /**
- * Renews this instance's lease. KEYS[1] leases. ARGV: instance, (unused), lease ttl ms, key ttl ms.
+ * Renews this instance's lease. KEYS[1] leases. ARGV: instance, lease ttl ms, key ttl ms.
  * Returns 1 when the previous lease was still valid, 0 when there was none (first
  * start, or it expired and a peer may have taken this instance's work) or it had lapsed.
  */
 export const RENEW_LEASE = REDIS_NOW + `
 local now = redisNow()
 local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if previous and tonumber(previous) >= now then return 1 end
 return 0
 `
@@ -116,7 +116,8 @@ return 0
 /**
  * Takes over the unfinished work of instances whose lease expired. Atomic, so of
  * several peers racing exactly one moves each dead instance's requests.
- * KEYS[1] leases, KEYS[2] replay stream. ARGV: now, owned-set prefix, request-key prefix, stream ttl ms.
+ * KEYS[1] leases, KEYS[2] replay stream. ARGV: the caller's time (unused: expiry is judged by
+ * Redis's clock), owned-set prefix, request-key prefix, stream ttl ms.
  * Returns {instances taken over, requests moved to the replay stream}.
  */
 export const REAP_DEAD = REDIS_NOW + `
