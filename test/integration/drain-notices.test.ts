@@ -171,6 +171,20 @@ describe('drain from every notice source', { timeout: 90_000 }, () => {
     assert.equal(polled.status, 200, 'a peer finishes the handed-off request')
   })
 
+  test('a signal while the last model run finishes after the deadline still exits 0', async (t) => {
+    const gateway = await startGateway(t, { PREEMPTION_SOURCES: 'none', DRAIN_GRACE_MS: '0', DRAIN_TIMEOUT_MS: '500' })
+    const pending = inFlight(gateway, 2500, 'overrun')
+    await sleep(200)
+    gateway.signal('SIGTERM')
+    const answer = await pending
+    assert.equal(answer.status, 503, 'the run outlasting the deadline is handed off')
+    await gateway.waitForLog('lease released', 5000)
+    // Exit now waits for the onnxruntime run, which cannot be interrupted; a signal meanwhile must not kill the process.
+    gateway.signal('SIGTERM')
+    const exit = await gateway.waitExit(10_000)
+    assert.deepEqual(exit, { code: 0, signal: null }, gateway.tail())
+  })
+
   test('a notice during start-up exits 0 without serving', async (t) => {
     const gateway = await GatewayProcess.start(t, {
       env: { MODEL_REPOSITORY: repo.dir, REDIS_URL: redis.url, ...DRAIN, PREEMPTION_SOURCES: 'none' }
