@@ -8,7 +8,6 @@ export const RequestNotFound = createError('SPOTGATE_REQUEST_NOT_FOUND', '%s', 4
 export const UnsupportedMediaType = createError('SPOTGATE_UNSUPPORTED_MEDIA_TYPE', '%s', 415)
 export const IdempotencyKeyReused = createError('SPOTGATE_IDEMPOTENCY_KEY_REUSED', '%s', 422)
 export const QueueFull = createError('SPOTGATE_QUEUE_FULL', '%s', 429)
-export const InferenceFailed = createError('SPOTGATE_INFERENCE_FAILED', '%s', 500)
 export const Unavailable = createError('SPOTGATE_UNAVAILABLE', '%s', 503)
 
 /** Seconds a client should wait before retrying a 429 or 503. */

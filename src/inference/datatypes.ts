@@ -17,7 +17,6 @@ export const V2_TO_ORT = {
 } as const satisfies Record<string, Tensor.Type>
 
 export type V2Datatype = keyof typeof V2_TO_ORT
-export type OrtElementType = (typeof V2_TO_ORT)[V2Datatype]
 
 const ORT_TO_V2 = new Map<string, V2Datatype>(
   Object.entries(V2_TO_ORT).map(([v2, ort]) => [ort, v2 as V2Datatype])

@@ -25,7 +25,7 @@ export interface ModelVersionEntry {
   readonly config: ModelConfig
 }
 
-export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 const VERSION = /^[1-9][0-9]{0,8}$/
 
 type Defaults = ModelConfig

@@ -69,3 +69,18 @@ export async function buildTestApp (t: Cleanup, options: TestAppOptions = {}): P
   state.enter('ready')
   return { app, config, metrics, state, registry, journal, repo }
 }
+
+/**
+ * Cleanups for resources a file's `before` hook creates: node:test's `after` called
+ * inside a hook runs at the hook's end, so they are collected and run by `runAll`
+ * from the file's own `after`, last registered first.
+ */
+export function fileCleanup (): Cleanup & { add: (fn: () => Promise<void> | void) => void, runAll: () => Promise<void> } {
+  const cleanups: Array<() => Promise<void> | void> = []
+  const add = (fn: () => Promise<void> | void): void => { cleanups.push(fn) }
+  return {
+    after: add,
+    add,
+    runAll: async () => { for (const cleanup of cleanups.splice(0).reverse()) await cleanup() }
+  }
+}

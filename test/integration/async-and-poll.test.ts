@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { RedisJournal } from '../../src/journal/redis-journal.js'
 import { createMetrics } from '../../src/metrics.js'
+import { fileCleanup } from '../helpers/app.js'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { RedisServer } from '../helpers/redis-server.js'
@@ -24,13 +25,12 @@ let redis: RedisServer
 let a: GatewayProcess
 let b: GatewayProcess
 let peer: RedisJournal
-const cleanups: Array<() => Promise<void> | void> = []
-const fileScope = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const fileScope = fileCleanup()
 
 before(async () => {
   redis = await RedisServer.start()
   const repo = await makeRepository(['classifier', 'spin'])
-  cleanups.push(repo.cleanup)
+  fileScope.add(repo.cleanup)
   const env = (instance: string): Record<string, string> => ({
     MODEL_REPOSITORY: repo.dir,
     REDIS_URL: redis.url,
@@ -53,12 +53,12 @@ before(async () => {
     metrics: createMetrics(),
     log: pino({ level: 'silent' })
   })
-  cleanups.push(() => peer.close())
+  fileScope.add(() => peer.close())
   await Promise.all([a.waitReady(), b.waitReady(), peer.waitUntilAvailable(5000)])
 })
 
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
+  await fileScope.runAll()
   await redis?.stop()
 })
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { buildTestApp } from '../helpers/app.js'
+import { buildTestApp, fileCleanup } from '../helpers/app.js'
 import { RedisServer } from '../helpers/redis-server.js'
 
 // The KServe v2 binary tensor data extension (issue 6, item 3): a JSON header of
@@ -62,14 +62,14 @@ function parseBinaryAnswer (response: LightMyRequestResponse): BinaryAnswer {
 }
 
 let app: FastifyInstance
-const cleanups: Array<() => Promise<void> | void> = []
+const fileScope = fileCleanup()
 
 before(async () => {
-  ;({ app } = await buildTestApp({ after: (fn) => { cleanups.push(fn) } }, { models: ['types', 'classifier'] }))
+  ;({ app } = await buildTestApp(fileScope, { models: ['types', 'classifier'] }))
 })
 
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
+  await fileScope.runAll()
 })
 
 const infer = (request: { payload: Buffer, headers: Record<string, string> }, url = '/v2/models/types/infer') =>

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileCleanup } from '../helpers/app.js'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { RedisServer } from '../helpers/redis-server.js'
@@ -18,14 +19,12 @@ let redis: RedisServer
 let a: GatewayProcess
 let b: GatewayProcess
 let modelDir: string
-// Cleanups registered while the `before` hook runs; node:test's `after` called there would run at the hook's end.
-const cleanups: Array<() => Promise<void> | void> = []
-const fileScope = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const fileScope = fileCleanup()
 
 before(async () => {
   redis = await RedisServer.start()
   const repo = await makeRepository(['classifier', 'spin'])
-  cleanups.push(repo.cleanup)
+  fileScope.add(repo.cleanup)
   modelDir = repo.dir
   const env = (instance: string): Record<string, string> => ({
     MODEL_REPOSITORY: repo.dir,
@@ -41,7 +40,7 @@ before(async () => {
 })
 
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
+  await fileScope.runAll()
   await redis?.stop()
 })
 

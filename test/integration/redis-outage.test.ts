@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { fileCleanup } from '../helpers/app.js'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { startLoad, tally, type LoadSample } from '../helpers/load.js'
 import { makeRepository } from '../helpers/model-repo.js'
@@ -24,8 +25,7 @@ let redis: RedisServer
 let a: GatewayProcess
 let b: GatewayProcess
 let modelDir: string
-const cleanups: Array<() => Promise<void> | void> = []
-const fileScope = { after: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }
+const fileScope = fileCleanup()
 
 function gatewayEnv (instance: string, redisUrl: string, namespace = NAMESPACE): Record<string, string> {
   return {
@@ -43,7 +43,7 @@ function gatewayEnv (instance: string, redisUrl: string, namespace = NAMESPACE):
 before(async () => {
   redis = await RedisServer.start()
   const repo = await makeRepository(['classifier'])
-  cleanups.push(repo.cleanup)
+  fileScope.add(repo.cleanup)
   modelDir = repo.dir
   ;[a, b] = await Promise.all([
     GatewayProcess.start(fileScope, { env: gatewayEnv('outage-a', redis.url) }),
@@ -53,7 +53,7 @@ before(async () => {
 })
 
 after(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
+  await fileScope.runAll()
   await redis?.stop()
 })
 

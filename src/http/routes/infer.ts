@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidRequest, RETRY_AFTER_SECONDS, Unavailable } from '../../errors.js'
+import { InvalidRequest, RequestNotFound, RETRY_AFTER_SECONDS, Unavailable } from '../../errors.js'
 import type { InferenceService, SubmissionOutcome } from '../../inference-service.js'
 import type { ModelRegistry } from '../../inference/model-registry.js'
 import { fingerprint } from '../../journal/request-record.js'
@@ -35,7 +35,7 @@ function location (id: string): string {
 }
 
 /** Turns a service outcome into the HTTP reply of design.md §3. */
-export function sendOutcome (reply: FastifyReply, id: string, outcome: SubmissionOutcome, accepted = false): FastifyReply {
+function sendOutcome (reply: FastifyReply, id: string, outcome: SubmissionOutcome, accepted = false): FastifyReply {
   reply.header('x-request-id', id)
   if (outcome.kind === 'answered') {
     if (outcome.replayed) reply.header('idempotent-replayed', 'true')
@@ -99,7 +99,8 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
       waitMs = Math.min(Number(rawWait), deps.maxPollWaitMs)
     }
     const outcome = await service.status(id, waitMs)
-    if (outcome === undefined) return reply.code(404).header('x-request-id', id).send({ error: `no request '${id}' (unknown or expired)` })
+    reply.header('x-request-id', id)
+    if (outcome === undefined) throw new RequestNotFound(`no request '${id}' (unknown or expired)`)
     return sendOutcome(reply, id, outcome)
   })
 }
