@@ -1,26 +1,42 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { freePort } from './process.js'
+import { stablePort } from './process.js'
 
 const START_TIMEOUT_MS = 10_000
 
 /**
  * A real redis-server on a free loopback port with AOF on, in a scratch directory:
- * for tests, the chaos harness, the fleet and the benchmark alike.
+ * for tests, the chaos harness, the fleet and the benchmark alike. The same binary
+ * runs a Sentinel (`startSentinel`).
  */
 export class RedisServer {
   private process: ChildProcess | undefined
 
-  private constructor (readonly port: number, readonly dir: string, private readonly extraArgs: readonly string[]) {}
+  private constructor (readonly port: number, readonly dir: string, private readonly argv: () => string[]) {}
 
   /** `extraArgs` go after the defaults, so they can override them (`--appendfsync always`). */
   static async start (extraArgs: readonly string[] = []): Promise<RedisServer> {
     const dir = await mkdtemp(join(tmpdir(), 'spotgate-redis-'))
-    const server = new RedisServer(await freePort(), dir, extraArgs)
+    const port = await stablePort()
+    const server = new RedisServer(port, dir, () => [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
+      '--dir', dir, '--enable-debug-command', 'local', ...extraArgs
+    ])
+    await server.launch()
+    return server
+  }
+
+  /** A Sentinel with `config` (its `sentinel monitor …` lines); it rewrites its own file, kept in its directory. */
+  static async startSentinel (config: readonly string[]): Promise<RedisServer> {
+    const dir = await mkdtemp(join(tmpdir(), 'spotgate-sentinel-'))
+    const port = await stablePort()
+    const file = join(dir, 'sentinel.conf')
+    await writeFile(file, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, ...config, ''].join('\n'))
+    const server = new RedisServer(port, dir, () => [file, '--sentinel'])
     await server.launch()
     return server
   }
@@ -34,10 +50,7 @@ export class RedisServer {
   }
 
   private async launch (): Promise<void> {
-    const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
-      '--dir', this.dir, '--enable-debug-command', 'local', ...this.extraArgs
-    ], { stdio: 'ignore' })
+    const child = spawn('redis-server', this.argv(), { stdio: 'ignore' })
     this.process = child
     let failure: Error | undefined
     child.once('error', (error) => { failure = new Error(`cannot start redis-server (install it with apt-get install -y redis-server): ${error.message}`) })

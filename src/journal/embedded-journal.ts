@@ -4,7 +4,6 @@ import { isFinal, type AcceptEntry, type HandOff, type AcceptResult, type Comple
 interface Entry {
   view: RequestView
   readonly fingerprint: string
-  payload: Buffer | undefined
   expiresAt: number
 }
 
@@ -12,7 +11,8 @@ const SWEEP_INTERVAL_MS = 10_000
 
 /**
  * The journal of a single instance without Redis: the same contract in memory.
- * Idempotency and result retrieval work; nothing survives the process or reaches a peer.
+ * Idempotency and result retrieval work; nothing survives the process or reaches a
+ * peer, so the request bytes of a record are not kept.
  */
 export class EmbeddedJournal implements Journal {
   readonly kind = 'embedded' as const
@@ -36,7 +36,6 @@ export class EmbeddedJournal implements Journal {
     this.entries.set(entry.id, {
       view: { id: entry.id, state: 'queued', owner: this.instanceId },
       fingerprint: entry.fingerprint,
-      payload: entry.payload,
       expiresAt: this.expiry()
     })
     return { accepted: true }
@@ -46,7 +45,6 @@ export class EmbeddedJournal implements Journal {
     const found = this.live(completion.id)
     if (found === undefined || isFinal(found.view.state)) return
     found.view = { ...found.view, state: completion.state, response: completion.response }
-    found.payload = undefined
     found.expiresAt = this.expiry()
     this.finals.emit(completion.id)
   }
@@ -59,10 +57,6 @@ export class EmbeddedJournal implements Journal {
   async get (id: string): Promise<RequestView | undefined> {
     const found = this.live(id)
     return found === undefined ? undefined : { ...found.view, fingerprint: found.fingerprint }
-  }
-
-  async payload (id: string): Promise<Buffer | undefined> {
-    return this.live(id)?.payload
   }
 
   async waitForFinal (id: string, timeoutMs: number): Promise<RequestView | undefined> {

@@ -4,15 +4,22 @@ interface Waiting<I, O> {
   readonly reject: (error: Error) => void
 }
 
+/** A flush's outcome for one item that failed while others of its group did not. */
+export class ItemFailure {
+  constructor (readonly cause: Error) {}
+}
+
 /**
  * Gathers the calls made during one event-loop turn into one flush, so the
- * journal costs one script call per turn rather than one per request.
+ * journal costs one script call per turn rather than one per request. A flush
+ * that rejects fails its whole group; one that returns an ItemFailure in an
+ * item's place fails that item alone.
  */
 export class GroupCommit<I, O> {
   private waiting: Array<Waiting<I, O>> = []
   private scheduled = false
 
-  constructor (private readonly flush: (items: I[]) => Promise<O[]>, private readonly maxGroup = 256) {}
+  constructor (private readonly flush: (items: I[]) => Promise<Array<O | ItemFailure>>, private readonly maxGroup = 256) {}
 
   add (item: I): Promise<O> {
     return new Promise((resolve, reject) => {
@@ -31,7 +38,11 @@ export class GroupCommit<I, O> {
     for (let i = 0; i < all.length; i += this.maxGroup) {
       const group = all.slice(i, i + this.maxGroup)
       this.flush(group.map((w) => w.item)).then(
-        (results) => group.forEach((w, index) => w.resolve(results[index])),
+        (results) => group.forEach((w, index) => {
+          const result = results[index]
+          if (result instanceof ItemFailure) w.reject(result.cause)
+          else w.resolve(result)
+        }),
         (error: Error) => group.forEach((w) => w.reject(error))
       )
     }

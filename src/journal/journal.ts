@@ -24,10 +24,8 @@ export interface AcceptEntry {
   readonly id: string
   /** Hash of the request as the client meant it; a reused key with another fingerprint is refused. */
   readonly fingerprint: string
-  readonly model: string
-  readonly version: string
-  /** The canonical request bytes a peer needs to run it again. */
-  readonly payload: Buffer
+  /** The packed pending record (record.ts): the owner and the canonical request bytes a peer needs to run it again. */
+  readonly record: Buffer
 }
 
 export type AcceptResult =
@@ -45,6 +43,8 @@ export interface RequestView {
 
 export interface Completion {
   readonly id: string
+  /** The accepted request's fingerprint, kept with its answer. */
+  readonly fingerprint: string
   readonly state: FinalState
   readonly response: StoredResponse
 }
@@ -62,13 +62,11 @@ export interface Journal {
   accept (entry: AcceptEntry): Promise<AcceptResult>
   /** Stores the answer; the first completion of an id wins, later ones are ignored. */
   complete (completion: Completion): Promise<void>
-  /** Leaves pending requests to peers (design.md §4 path 2); final ones are left alone. */
+  /** Leaves pending requests to peers (the README's "The journal and the guarantee", item 2); final ones are left alone. */
   handOff (handOff: HandOff): Promise<void>
   get (id: string): Promise<RequestView | undefined>
   /** The request once it is final, or its latest view when `timeoutMs` passes first. */
   waitForFinal (id: string, timeoutMs: number): Promise<RequestView | undefined>
-  /** The canonical request bytes, while the request is not final. */
-  payload (id: string): Promise<Buffer | undefined>
   /** Why the journal cannot take requests right now; undefined when it can. */
   unavailableReason (): string | undefined
   close (): Promise<void>

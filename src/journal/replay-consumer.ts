@@ -1,52 +1,53 @@
-import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
-import type { RedisJournal, ReplayEntry } from './redis-journal.js'
+import { sleep } from '../wait.js'
+import type { ReplayEntry, ReplayStore } from './redis/fleet-store.js'
 
 export interface ReplayJob {
   readonly id: string
-  readonly payload: Buffer
+  /** The canonical request bytes (record.ts). */
+  readonly request: Buffer
   readonly fingerprint: string
 }
 
 export type ReplayOutcome = 'done' | 'failed' | 'handed_off' | 'skipped'
 
-export interface ReplayWorkerOptions {
-  readonly journal: RedisJournal
+export interface ReplayConsumerOptions {
+  readonly store: ReplayStore
   readonly concurrency: number
   readonly maxAttempts: number
   /** An entry held this long without renewal belongs to a dead replayer and may be taken. */
   readonly claimIdleMs: number
   /** Whether this instance takes replay work now (ready, not draining). */
   readonly canTakeWork: () => boolean
-  /** Whether this process is already running the request (a duplicate stream entry). */
-  readonly isLocallyActive: (id: string) => boolean
   readonly execute: (job: ReplayJob) => Promise<ReplayOutcome>
+  /** Gives a claimed request straight back to the fleet (a notice arrived meanwhile). */
+  readonly handOff: (id: string, reason: string) => Promise<void>
   /** Records a request that failed every attempt, so its clients get a final answer. */
-  readonly giveUp: (id: string, attempts: number, lastError: string) => Promise<void>
+  readonly giveUp: (id: string, fingerprint: string, attempts: number, lastError: string) => Promise<void>
   readonly log: Logger
   readonly metrics: Metrics
 }
 
 const BLOCK_MS = 1000
 const IDLE_WAIT_MS = 100
+/** With several partitions there is no one stream to block on: an empty sweep waits this long. */
+const EMPTY_SWEEP_WAIT_MS = 250
 const ERROR_WAIT_MS = 500
 
 /**
- * Consumes the fleet's replay stream with bounded concurrency: handed-off requests
- * and the work of dead instances are run here through the normal batcher and workers.
+ * Consumes the fleet's replay streams with bounded concurrency: handed-off requests and
+ * the work of dead instances are run here through the normal batcher and model instances.
  */
-export class ReplayWorker {
+export class ReplayConsumer {
   private stopped = false
-  private readonly held = new Set<string>()
-  private reader: Redis | undefined
+  private readonly held = new Map<string, ReplayEntry>()
   private loop: Promise<void> | undefined
   private touchTimer: NodeJS.Timeout | undefined
 
-  constructor (private readonly options: ReplayWorkerOptions) {}
+  constructor (private readonly options: ReplayConsumerOptions) {}
 
   start (): void {
-    this.reader = this.options.journal.createBlockingClient(BLOCK_MS)
     this.loop = this.run()
     this.touchTimer = setInterval(() => { void this.touch() }, Math.max(100, Math.floor(this.options.claimIdleMs / 3)))
   }
@@ -55,29 +56,26 @@ export class ReplayWorker {
   async stop (): Promise<void> {
     this.stopped = true
     clearInterval(this.touchTimer)
-    this.reader?.disconnect()
+    this.options.store.stopReading()
     await this.loop
   }
 
   private async run (): Promise<void> {
-    const { journal, log } = this.options
-    let grouped = false
+    const { store, log } = this.options
     while (!this.stopped) {
       const free = this.options.concurrency - this.held.size
-      if (free <= 0 || !this.options.canTakeWork() || journal.unavailableReason() !== undefined) {
+      if (free <= 0 || !this.options.canTakeWork() || store.unavailableReason() !== undefined) {
         await sleep(IDLE_WAIT_MS)
         continue
       }
       try {
-        if (!grouped) {
-          await journal.ensureReplayGroup()
-          grouped = true
-        }
-        const entries = await journal.readReplayEntries(this.reader as Redis, free, BLOCK_MS, this.options.claimIdleMs)
+        const started = Date.now()
+        const entries = await store.readReplayEntries(free, this.options.claimIdleMs, BLOCK_MS)
         for (const entry of entries) await this.take(entry)
+        // A read that found nothing without blocking (several partitions) waits before the next sweep.
+        if (entries.length === 0) await sleep(EMPTY_SWEEP_WAIT_MS - (Date.now() - started))
       } catch (error) {
         if (this.stopped) break
-        if (String((error as Error).message).includes('NOGROUP')) grouped = false
         log.debug({ err: error }, 'replay read failed')
         await sleep(ERROR_WAIT_MS)
       }
@@ -85,38 +83,35 @@ export class ReplayWorker {
   }
 
   private async take (entry: ReplayEntry): Promise<void> {
-    const { journal, metrics, log, maxAttempts } = this.options
+    const { store, metrics, log, maxAttempts } = this.options
     // An entry left unclaimed stays pending for this consumer; a peer steals it after claimIdleMs.
     if (this.stopped || !this.options.canTakeWork()) return
-    if (this.options.isLocallyActive(entry.id)) {
-      // Already running here (a dead replayer's entry and its take-over both point at it): one attempt, one run.
-      await journal.ackReplay(entry.entryId)
-      metrics.replays.inc({ outcome: 'skipped' })
-      return
-    }
-    const claim = await journal.claimReplay(entry, maxAttempts)
+    // Whether the entry is still needed is the journal's call (the claim script), never this
+    // process's memory: a retry of the same id whose accept is in flight here would otherwise
+    // look like a run that will store the answer, and the entry would be dropped with nobody to run it.
+    const claim = await store.claimReplay(entry, maxAttempts)
     if (claim.kind === 'skip') {
       metrics.replays.inc({ outcome: 'skipped' })
       return
     }
     if (claim.kind === 'exhausted') {
-      await this.options.giveUp(entry.id, claim.attempts, claim.lastError)
-      await journal.ackReplay(entry.entryId)
+      await this.options.giveUp(entry.id, claim.fingerprint, claim.attempts, claim.lastError)
+      await store.ackReplay(entry)
       metrics.replays.inc({ outcome: 'gave_up' })
       log.error({ requestId: entry.id, attempts: claim.attempts, lastError: claim.lastError }, 'replay gave up: marked failed')
       return
     }
     if (!this.options.canTakeWork()) {
       // A notice arrived while claiming: give it straight back (the hand-off returns the attempt).
-      await journal.handOff({ id: entry.id, reason: 'drain' })
-      await journal.ackReplay(entry.entryId)
+      await this.options.handOff(entry.id, 'drain')
+      await store.ackReplay(entry)
       return
     }
-    this.held.add(entry.entryId)
+    this.held.set(entry.entryId, entry)
     log.info({ requestId: entry.id, attempt: claim.attempts }, 'replaying a handed-off request')
-    this.options.execute({ id: entry.id, payload: claim.payload, fingerprint: claim.fingerprint }).then(
+    this.options.execute({ id: entry.id, request: claim.request, fingerprint: claim.fingerprint }).then(
       async (outcome) => {
-        await journal.ackReplay(entry.entryId)
+        await store.ackReplay(entry)
         metrics.replays.inc({ outcome })
         if (outcome === 'done' || outcome === 'failed') metrics.replayLatency.observe(Math.max(0, Date.now() - claim.handedOffAt) / 1000)
       },
@@ -124,23 +119,19 @@ export class ReplayWorker {
         // Not acked: after claimIdleMs the entry is claimed again, and counts as another attempt.
         metrics.replays.inc({ outcome: 'error' })
         log.warn({ requestId: entry.id, err: error }, 'replay attempt failed')
-        await journal.recordReplayError(entry.id, error.message)
+        await store.recordReplayError(entry.id, error.message)
       }
     ).catch((error: Error) => log.warn({ requestId: entry.id, err: error }, 'replay acknowledgement failed')).finally(() => this.held.delete(entry.entryId))
   }
 
   private async touch (): Promise<void> {
-    const { journal, metrics } = this.options
-    if (journal.unavailableReason() !== undefined) return
+    const { store, metrics } = this.options
+    if (store.unavailableReason() !== undefined) return
     try {
-      await journal.touchReplays([...this.held])
-      metrics.replayBacklog.set(await journal.replayBacklog())
+      await store.touchReplays([...this.held.values()])
+      metrics.replayBacklog.set(await store.replayBacklog())
     } catch {
       // The next tick tries again; an entry not touched within claimIdleMs may be replayed twice, which first-write-wins absorbs.
     }
   }
-}
-
-function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
