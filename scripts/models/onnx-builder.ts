@@ -77,6 +77,15 @@ export function int64Tensor (name: string, dims: readonly number[], values: Arra
   return tensor(name, DataType.INT64, dims, BigInt64Array.from(Array.from(values, (v) => BigInt(v))))
 }
 
+/** A tensor of strings, stored as UTF-8 bytes per element. */
+export function stringTensor (name: string, dims: readonly number[], values: readonly string[]): TensorProto {
+  if (values.length !== elementCount(dims)) {
+    throw new Error(`tensor ${name}: ${values.length} values do not fill shape [${dims.join(', ')}]`)
+  }
+  const encoder = new TextEncoder()
+  return { name, dataType: DataType.STRING, dims: [...dims], stringData: values.map((v) => encoder.encode(v)) }
+}
+
 /** Attribute constructors; ONNX needs the kind spelled out (1 as an int is not 1.0 as a float). */
 export const attr = {
   int (name: string, i: number): AttributeProto {

@@ -5,6 +5,8 @@ export interface TensorSpec {
   readonly name: string
   readonly datatype: V2Datatype
   readonly shape: readonly number[]
+  /** The symbolic name the file gives a dynamic first dimension ("batch", "N"); "" when unnamed. */
+  readonly firstDimName?: string
 }
 
 export interface ModelSignature {
@@ -39,10 +41,20 @@ export interface InferenceResponse {
   readonly outputs: readonly Tensor[]
 }
 
-/** Whether every input and output has a dynamic first dimension, so requests can be stacked. */
+/**
+ * Whether requests can be stacked along the first dimension: every input and output has
+ * a dynamic one, and the inputs' are one dimension (the same symbolic name), since
+ * ReduceSum's `data [a, b, c]` and `axes [k]` are both dynamic but are no batch. Outputs
+ * often carry names of their own (converters number them), so whether their first
+ * dimension follows the batch is checked on each merged run instead.
+ */
 export function isBatchable (signature: ModelSignature): boolean {
-  const all = [...signature.inputs, ...signature.outputs]
-  return all.length > 0 && all.every((spec) => spec.shape.length > 0 && spec.shape[0] === -1)
+  // Without inputs there are no rows to stack: every run of such a model is the same.
+  if (signature.inputs.length === 0) return false
+  if (![...signature.inputs, ...signature.outputs].every((spec) => spec.shape.length > 0 && spec.shape[0] === -1)) return false
+  if (signature.inputs.length === 1) return true
+  const name = signature.inputs[0].firstDimName ?? ''
+  return name !== '' && signature.inputs.every((spec) => spec.firstDimName === name)
 }
 
 export function elementCount (shape: readonly number[]): number {

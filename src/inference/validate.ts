@@ -36,8 +36,9 @@ export function validateInputHeader (
   let elements = 1
   for (let i = 0; i < shape.length; i++) {
     const dim: unknown = shape[i]
-    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > MAX_DIMENSION) {
-      throw new InvalidRequest(`${where}: shape[${i}] must be an integer from 1 to ${MAX_DIMENSION}, got ${truncate(JSON.stringify(dim) ?? String(dim))}`)
+    // 0 is valid: ONNX and the v2 protocol both allow empty tensors.
+    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 0 || dim > MAX_DIMENSION) {
+      throw new InvalidRequest(`${where}: shape[${i}] must be an integer from 0 to ${MAX_DIMENSION}, got ${truncate(JSON.stringify(dim) ?? String(dim))}`)
     }
     const declared = spec.shape[i]
     if (declared !== -1 && declared !== dim) {

@@ -3,10 +3,14 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  writeClassifier, writeFailing, writeFixed, writeSpin, writeTabular, writeTypes
+  writeClassifier, writeConstant, writeDivide, writeFailing, writeFixed, writeOcrRecognizer, writeRange, writeReduceSum, writeSpin,
+  writeSplit, writeStrings, writeTabular, writeTextDirection, writeTypes, writeUnloadable
 } from '../../scripts/models/catalog.js'
 
-export type TestModel = 'classifier' | 'tabular' | 'spin' | 'types' | 'fixed' | 'failing'
+export type TestModel =
+  | 'classifier' | 'tabular' | 'spin' | 'types' | 'fixed' | 'failing'
+  | 'constant' | 'reduce_sum' | 'split' | 'range' | 'divide' | 'strings' | 'unloadable'
+  | 'text_direction' | 'ocr_rec'
 
 export interface ModelRepository {
   /** Absolute path of the repository root, for MODEL_REPOSITORY. */
@@ -22,7 +26,16 @@ const WRITERS: Record<TestModel, (dir: string) => Promise<unknown>> = {
   spin: (dir) => writeSpin(dir),
   types: writeTypes,
   fixed: writeFixed,
-  failing: writeFailing
+  failing: writeFailing,
+  constant: writeConstant,
+  reduce_sum: writeReduceSum,
+  split: writeSplit,
+  range: writeRange,
+  divide: writeDivide,
+  strings: writeStrings,
+  unloadable: writeUnloadable,
+  text_direction: writeTextDirection,
+  ocr_rec: writeOcrRecognizer
 }
 
 // The catalog's writers are deterministic, so each model is generated once per

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, test } from 'node:test'
-import { DataType, encodeModel, floatTensor, graph, model, node, valueInfo } from '../../scripts/models/onnx-builder.js'
+import { DataType, attr, encodeModel, floatTensor, graph, int64Tensor, model, node, valueInfo } from '../../scripts/models/onnx-builder.js'
 import { Batcher, type BatchPolicy } from '../../src/inference/batcher.js'
 import { Cancellation } from '../../src/inference/cancellation.js'
 import { InstancePool } from '../../src/inference/instance-pool.js'
@@ -12,6 +12,7 @@ import type { ModelConfig } from '../../src/inference/model-repository.js'
 import type { Tensor } from '../../src/inference/signature.js'
 import { makeRepository, type ModelRepository } from '../helpers/model-repo.js'
 import { tabularScore } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
 
 // The dynamic batcher over real worker threads running real onnxruntime sessions.
 // Every pool has one instance, so "one run" is observable and ordering is deterministic.
@@ -32,7 +33,7 @@ const CONFIG: ModelConfig = {
 const POLICY: BatchPolicy = { merge: true, maxBatchSize: 32, maxQueueDelayMicros: 50_000, preferredBatchSizes: [], maxQueueSize: 1024 }
 
 /** Slack for timers and thread hand-offs on a busy CI machine. */
-const SLACK_MS = 80
+const SLACK_MS = allow(80)
 
 interface Observed { rows: number, requests: number }
 
@@ -41,7 +42,7 @@ let repo: ModelRepository
 let extraDir: string
 
 async function startPool (name: string, path: string): Promise<InstancePool> {
-  const { pool } = await InstancePool.start({ name, version: '1', path, config: CONFIG })
+  const { pool } = await InstancePool.start({ name, version: '1', path, config: CONFIG }, 'thread')
   pools.push(pool)
   return pool
 }
@@ -88,6 +89,21 @@ async function writeLookup (dir: string): Promise<string> {
   return writeModelFile(dir, 'lookup', g)
 }
 
+/**
+ * column_sum: x FP32 [batch, 2] → y FP32 [one, 2] = ReduceSum over the first axis. Every
+ * dimension is dynamic, so it looks batchable, but its output does not follow the batch.
+ */
+async function writeColumnSum (dir: string): Promise<string> {
+  const g = graph({
+    name: 'column_sum',
+    inputs: [valueInfo('x', DataType.FLOAT, ['batch', 2])],
+    outputs: [valueInfo('y', DataType.FLOAT, ['one', 2])],
+    initializers: [int64Tensor('axes', [1], [0])],
+    nodes: [node('ReduceSum', ['x', 'axes'], ['y'], [attr.int('keepdims', 1)])]
+  })
+  return writeModelFile(dir, 'column_sum', g)
+}
+
 async function writeModelFile (dir: string, name: string, g: ReturnType<typeof graph>): Promise<string> {
   const path = join(dir, name, '1', 'model.onnx')
   await mkdir(join(dir, name, '1'), { recursive: true })
@@ -100,16 +116,18 @@ let tabular: InstancePool
 let types: InstancePool
 let wide: InstancePool
 let lookup: InstancePool
+let columnSum: InstancePool
 
 before(async () => {
   repo = await makeRepository(['classifier', 'tabular', 'types'])
   extraDir = await mkdtemp(join(tmpdir(), 'spotgate-batcher-models-'))
-  ;[classifier, tabular, types, wide, lookup] = await Promise.all([
+  ;[classifier, tabular, types, wide, lookup, columnSum] = await Promise.all([
     startPool('classifier', repo.modelPath('classifier')),
     startPool('tabular', repo.modelPath('tabular')),
     startPool('types', repo.modelPath('types')),
     startPool('wide', await writeWide(extraDir)),
-    startPool('lookup', await writeLookup(extraDir))
+    startPool('lookup', await writeLookup(extraDir)),
+    startPool('column_sum', await writeColumnSum(extraDir))
   ])
 })
 
@@ -123,9 +141,9 @@ describe('merging and splitting', () => {
   test('single-row requests that arrive together run as one batch', async (t) => {
     const { batcher, runs } = batcherOn(t, classifier)
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => batcher.submit(classifierInput(i))))
+    // One run of eight rows for the eight requests: each was in it.
     assert.deepEqual(runs, [{ rows: 8, requests: 8 }])
     for (const result of results) {
-      assert.equal(result.timing.batchSize, 8)
       assert.deepEqual(result.outputs.map((o) => [o.name, o.shape]), [['probabilities', [1, 3]]])
     }
   })
@@ -209,7 +227,7 @@ describe('when a batch closes', () => {
   test('with max_queue_delay 0 a request is handed to an idle instance at once', async (t) => {
     const { batcher } = batcherOn(t, classifier, { maxQueueDelayMicros: 0 })
     const result = await batcher.submit(classifierInput(1))
-    assert.ok(result.timing.queueMs < 5, `queued ${result.timing.queueMs.toFixed(2)} ms`)
+    assert.ok(result.timing.queueMs < allow(20), `queued ${result.timing.queueMs.toFixed(2)} ms`)
   })
 
   test('a batch never exceeds max_batch_size rows, and a full batch does not wait out the delay', async (t) => {
@@ -218,7 +236,7 @@ describe('when a batch closes', () => {
     await Promise.all(Array.from({ length: 8 }, (_, i) => batcher.submit(classifierInput(i))))
     const elapsed = performance.now() - started
     assert.deepEqual(runs, [{ rows: 4, requests: 4 }, { rows: 4, requests: 4 }])
-    assert.ok(elapsed < 500, `two full batches took ${elapsed.toFixed(0)} ms; the 1 s delay must not apply to them`)
+    assert.ok(elapsed < allow(500), `two full batches took ${elapsed.toFixed(0)} ms; the 1 s delay must not apply to them`)
   })
 
   test('multi-row requests that would overflow max_batch_size go to separate runs', async (t) => {
@@ -235,7 +253,54 @@ describe('when a batch closes', () => {
     await Promise.all([batcher.submit(classifierInput(1)), batcher.submit(classifierInput(2)), batcher.submit(classifierInput(3))])
     const elapsed = performance.now() - started
     assert.deepEqual(runs, [{ rows: 3, requests: 3 }])
-    assert.ok(elapsed < 1000, `a preferred-size batch waited ${elapsed.toFixed(0)} ms; the 2 s delay must not apply`)
+    assert.ok(elapsed < allow(1000), `a preferred-size batch waited ${elapsed.toFixed(0)} ms; the 2 s delay must not apply`)
+  })
+})
+
+describe('the batch lane', () => {
+  test('batch lines wait while online requests are queued: every online request queued behind a batch run starts before any queued batch line', async (t) => {
+    const { batcher } = batcherOn(t, classifier, { maxBatchSize: 1, maxQueueDelayMicros: 0 })
+    const order: string[] = []
+    const submit = (name: string, lane: 'online' | 'batch'): Promise<unknown> =>
+      batcher.submit(classifierInput(order.length), undefined, { lane, onStart: () => order.push(name) })
+    // Ten batch lines queue first; online requests arrive after the first one started.
+    const lines = Array.from({ length: 10 }, (_, i) => submit(`b${i}`, 'batch'))
+    await new Promise((resolve) => setImmediate(resolve))
+    const online = Array.from({ length: 3 }, (_, i) => submit(`o${i}`, 'online'))
+    await Promise.all([...lines, ...online])
+    const firstOnline = order.indexOf('o0')
+    assert.ok(firstOnline <= 1, `an online request started after ${firstOnline} batch lines: ${order.join(' ')}`)
+    assert.deepEqual(order.filter((name) => name.startsWith('o')), ['o0', 'o1', 'o2'])
+    assert.deepEqual(order.slice(firstOnline, firstOnline + 3), ['o0', 'o1', 'o2'], `online requests ran back to back: ${order.join(' ')}`)
+  })
+
+  test('batch lines neither fill the online queue (no 429) nor count in its depth', async (t) => {
+    const { batcher } = batcherOn(t, classifier, { maxQueueSize: 2, maxQueueDelayMicros: 0 })
+    const lines = Array.from({ length: 8 }, (_, i) => batcher.submit(classifierInput(i), undefined, { lane: 'batch' }))
+    assert.equal(batcher.depth, 0)
+    assert.equal(batcher.hasRoom, true)
+    const results = await Promise.all(lines)
+    assert.equal(results.length, 8)
+  })
+
+  test('batch lines merge with each other into runs of up to max_batch_size rows, each getting its own rows', async (t) => {
+    const { batcher, runs } = batcherOn(t, tabular, { maxBatchSize: 4, maxQueueDelayMicros: 0 })
+    const row = (i: number): Tensor[] => [f32('features', [1, 3], [i, 1, 0]), i64('category', [1, 1], [i % 3])]
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => batcher.submit(row(i), undefined, { lane: 'batch' })))
+    results.forEach((result, i) => assert.equal((result.outputs[0].data as Float32Array)[0], tabularScore([i, 1, 0], i % 3)))
+    assert.ok(runs.every((run) => run.rows <= 4), JSON.stringify(runs))
+    assert.ok(runs.length < 8, `lines were merged: ${JSON.stringify(runs)}`)
+  })
+
+  test('a cancelled batch line leaves its lane without running', async (t) => {
+    const { batcher, runs } = batcherOn(t, classifier, { maxBatchSize: 1, maxQueueDelayMicros: 0 })
+    const cancellation = new Cancellation()
+    const first = batcher.submit(classifierInput(1), undefined, { lane: 'batch' })
+    const second = batcher.submit(classifierInput(2), undefined, { lane: 'batch', cancellation })
+    cancellation.cancel(new Error('handed back'))
+    await assert.rejects(second, /handed back/)
+    await first
+    assert.equal(runs.length, 1)
   })
 })
 
@@ -252,9 +317,9 @@ describe('leaving the queue', () => {
     assert.equal(batcher.depth, 2)
     await assert.rejects(second, (error) => error === reason)
     const [a, c] = await Promise.all([first, third])
+    // The two left ran together, as one run of two rows.
     assert.deepEqual(runs, [{ rows: 2, requests: 2 }])
-    assert.equal(a.timing.batchSize, 2)
-    assert.equal(c.timing.batchSize, 2)
+    assert.ok(a.outputs.length > 0 && c.outputs.length > 0)
   })
 
   test('a request cancelled before it is submitted is refused without queueing', async (t) => {
@@ -310,5 +375,20 @@ describe('failures', () => {
     assert.deepEqual(runs[0], { rows: 2, requests: 2 })
     assert.deepEqual(runs.slice(1).map((r) => r.rows).sort(), [1, 1, 2])
     assert.equal(lookup.size, 1, 'the model instance survives a failed run')
+  })
+
+  test('a model whose output does not follow the batch stops merging, and each request gets its own answer', async (t) => {
+    const stopped: string[] = []
+    const runs: Observed[] = []
+    const before = new Set(columnSum.listeners('idle'))
+    const batcher = new Batcher(columnSum, POLICY, { batchStarted: (rows, requests) => runs.push({ rows, requests }), mergingStopped: (reason) => stopped.push(reason) })
+    t.after(() => { for (const listener of columnSum.listeners('idle')) if (!before.has(listener)) columnSum.off('idle', listener as () => void) })
+    const rows = (values: number[]): Tensor[] => [f32('x', [values.length / 2, 2], values)]
+    const first = await Promise.all([batcher.submit(rows([1, 2, 3, 4])), batcher.submit(rows([10, 20]))])
+    assert.deepEqual(first.map((r) => Array.from(r.outputs[0].data as Float32Array)), [[4, 6], [10, 20]])
+    assert.deepEqual(stopped, ['output \'y\' has 1 rows for a batch of 3 rows'])
+    const later = await Promise.all([batcher.submit(rows([1, 1])), batcher.submit(rows([2, 2, 3, 3]))])
+    assert.deepEqual(later.map((r) => Array.from(r.outputs[0].data as Float32Array)), [[1, 1], [5, 5]])
+    assert.deepEqual(runs.map((r) => r.requests), [2, 1, 1, 1, 1], 'one merged run, then every request alone')
   })
 })

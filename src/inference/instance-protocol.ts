@@ -1,14 +1,14 @@
 import type { ExecutionProvider } from './providers.js'
 import type { ModelSignature, Tensor } from './signature.js'
 
-// Messages between the main thread and a model instance's worker thread.
+// What a model instance (a worker thread or a child process) and the gateway say to
+// each other, whatever carries it: postMessage for a thread, frames.ts for a process.
 
-export interface WorkerInit {
+export interface InstanceInit {
   readonly path: string
   readonly providers: readonly ExecutionProvider[]
   readonly cudaDeviceId: number
   readonly intraOpThreads: number
-  readonly warmup: boolean
 }
 
 export interface ProviderFallback {
@@ -16,7 +16,7 @@ export interface ProviderFallback {
   readonly reason: string
 }
 
-export type WorkerEvent =
+export type InstanceEvent =
   | { readonly type: 'ready', readonly provider: ExecutionProvider, readonly fallbacks: readonly ProviderFallback[], readonly signature: ModelSignature }
   | { readonly type: 'load-failed', readonly message: string }
   | { readonly type: 'result', readonly jobId: number, readonly outputs: readonly Tensor[], readonly inferenceMs: number }
