@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
-import type { InferenceService } from '../inference-service.js'
-import type { Journal } from '../journal/journal.js'
+import type { ModelDrainPlan } from '../inference-service.js'
 import type { Metrics } from '../metrics.js'
+import { withTimeout } from '../wait.js'
 import type { Notice, NoticeSource } from './notices/notice.js'
 import type { ServerState } from './server-state.js'
 
@@ -11,12 +11,30 @@ export interface DrainSettings {
   readonly drainSafetyMarginMs: number
 }
 
+/** What a drain needs of the inference service. */
+export interface DrainTarget {
+  /** Keeps the queued requests that can finish by `deadline` (epoch ms), hands off the rest. */
+  planDrain: (deadline: number) => ModelDrainPlan[]
+  /** Hands off every request this instance still holds (at the deadline). */
+  handOff: (which: 'all', reason: string) => number
+  whenIdle: () => Promise<void>
+  readonly activeCount: number
+}
+
+/** What a drain needs of the batch worker: stop claiming, commit what finished, hand the rest back. */
+export interface BatchDrainHook {
+  handBack: () => Promise<void>
+}
+
 export interface DrainDeps {
   readonly settings: DrainSettings
   readonly state: ServerState
-  readonly service: InferenceService
-  readonly journal: Journal
+  readonly service: DrainTarget
+  /** Whether handed-off requests reach a peer (a shared journal) or are lost with this process. */
+  readonly journal: { readonly peersCanReplay: boolean }
   readonly sources: readonly NoticeSource[]
+  /** Batch shards held here go back to the fleet at the notice, without using an attempt. */
+  readonly batches?: BatchDrainHook
   readonly log: Logger
   readonly metrics: Metrics
   /** Stops the HTTP listener; resolves once open connections are done. */
@@ -49,10 +67,6 @@ export class Drain {
     for (const source of this.deps.sources) source.start((notice) => this.notify(notice))
   }
 
-  get deadlineAt (): number | undefined {
-    return Number.isFinite(this.deadline) ? this.deadline : undefined
-  }
-
   notify (notice: Notice): void {
     const { log, metrics, settings } = this.deps
     const now = Date.now()
@@ -75,6 +89,19 @@ export class Drain {
     if (deadline < this.deadline) {
       log.info({ deadline: new Date(deadline).toISOString() }, 'drain deadline moved closer')
       this.setDeadline(deadline)
+      this.plan(deadline, 'deadline moved closer')
+    }
+  }
+
+  /** Estimates, per model, what of its queue can finish by the deadline; hands off the rest and logs the decision. */
+  private plan (deadline: number, why: string): void {
+    const { service, journal, log } = this.deps
+    for (const plan of service.planDrain(deadline)) {
+      if (plan.queued === 0) continue
+      log.info({ ...plan, runMs: plan.runMs === undefined ? null : Math.round(plan.runMs), why, deadline: new Date(deadline).toISOString() },
+        journal.peersCanReplay
+          ? `drain plan for ${plan.model}/${plan.version}: ${plan.kept} of ${plan.queued} queued requests finish here, ${plan.handedOff} handed off`
+          : `drain plan for ${plan.model}/${plan.version}: ${plan.kept} of ${plan.queued} queued requests can finish before the deadline; without REDIS_URL none can be handed off`)
     }
   }
 
@@ -95,19 +122,19 @@ export class Drain {
     state.enter('draining')
     log.info({ ms: since(), deadline: new Date(deadline).toISOString() }, 'readiness flipped to 503; draining')
 
-    if (journal.peersCanReplay) {
-      const queued = service.handOff('queued', 'drain')
-      if (queued > 0) log.info({ count: queued, ms: since() }, 'queued requests handed off')
-    }
+    this.plan(deadline, 'notice')
+    // Shards are handed back at once, not at the deadline: a peer can run them now, and a
+    // shard is small enough that what finished here is committed well before the deadline.
+    const handingBack = this.deps.batches?.handBack().catch((error: Error) => log.warn({ err: error }, 'handing batch shards back failed; peers take them over after the lease')) ?? Promise.resolve()
 
     // Keep serving while the load balancer notices the failing readiness check.
     const grace = wasServing ? Math.min(settings.drainGraceMs, Math.max(0, deadline - Date.now())) : 0
-    if (grace > 0) await Promise.race([new Promise((resolve) => setTimeout(resolve, grace)), deadlineReached])
+    if (grace > 0) await withTimeout(deadlineReached, grace)
     state.stopAcceptingRequests()
     this.listenerClosing = this.deps.closeListener().catch((error: Error) => log.warn({ err: error }, 'closing the listener failed'))
     log.info({ ms: since(), inflight: service.activeCount }, 'listener closed; new requests get 503')
 
-    const ending = await Promise.race([service.whenIdle().then(() => 'idle' as const), deadlineReached])
+    const ending = await Promise.race([Promise.all([service.whenIdle(), handingBack]).then(() => 'idle' as const), deadlineReached])
     if (ending === 'deadline' && service.activeCount > 0) {
       const reason = this.signals >= 2 ? 'signal' : 'deadline'
       const count = service.handOff('all', reason)
@@ -123,7 +150,7 @@ export class Drain {
     this.finishing = true
     clearTimeout(this.deadlineTimer)
     const { log, state, sources } = this.deps
-    await Promise.race([this.listenerClosing, new Promise((resolve) => setTimeout(resolve, FLUSH_MS))])
+    await withTimeout(Promise.resolve(this.listenerClosing), FLUSH_MS)
     state.enter('stopped')
     // Signal handlers stay: a signal now must not fall back to Node's default (exit 143).
     const stoppable = sources.filter((source) => source.name !== 'sigterm' && source.name !== 'sigint')

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import type { Metrics } from '../metrics.js'
 
 export type Phase = 'starting' | 'ready' | 'draining' | 'stopped'
@@ -7,13 +6,12 @@ export type Phase = 'starting' | 'ready' | 'draining' | 'stopped'
  * Where the instance is in its life: starting ──▶ ready ──▶ draining ──▶ stopped.
  * Readiness also needs every registered check to pass (the journal, for one).
  */
-export class ServerState extends EventEmitter {
+export class ServerState {
   private current: Phase = 'starting'
   private closing = false
   private readonly checks: Array<() => string | undefined> = []
 
   constructor (private readonly metrics: Metrics) {
-    super()
     metrics.setReadinessProbe(() => this.unreadyReasons().length === 0)
     metrics.draining.set(0)
   }
@@ -29,6 +27,17 @@ export class ServerState extends EventEmitter {
   /** False once a drain's grace period is over: new inference requests get 503. */
   get acceptingRequests (): boolean {
     return !this.closing
+  }
+
+  /**
+   * Why a new inference request is refused now (503), or undefined when it may be taken:
+   * the one gate every inference route passes. During a drain's grace period requests
+   * are still taken; a model that is not loaded is the registry's to refuse.
+   */
+  refusal (): string | undefined {
+    if (this.closing) return 'draining: this instance takes no new requests'
+    if (this.current !== 'ready' && this.current !== 'draining') return `not ready: ${this.unreadyReasons().join(', ')}`
+    return undefined
   }
 
   stopAcceptingRequests (): void {
@@ -56,6 +65,5 @@ export class ServerState extends EventEmitter {
     if (phase === this.current) return
     this.current = phase
     this.metrics.draining.set(this.draining ? 1 : 0)
-    this.emit('phase', phase)
   }
 }

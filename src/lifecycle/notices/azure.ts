@@ -1,19 +1,14 @@
-import type { Logger } from 'pino'
-import { Backoff, pause } from './backoff.js'
-import type { CloudSourceOptions } from './cloud-source-options.js'
-import { FailureLog } from './failure-log.js'
-import { describeError, metadataRequest } from './metadata-request.js'
+import { sleep } from '../../wait.js'
+import { ScheduledEventsClient } from './azure-client.js'
+import { Backoff } from './backoff.js'
+import { CloudSourceRun, type CloudSourceOptions } from './cloud-source.js'
+import { describeError } from './metadata-request.js'
 import type { Notice, NoticeSource } from './notice.js'
-import { NoticeOutlet } from './notice-outlet.js'
 
 export interface AzureNoticeSourceOptions extends CloudSourceOptions {
   /** Timeout of a scheduled-events request: the first one enables the service and can take up to 2 minutes. */
   readonly eventsTimeoutMs?: number
 }
-
-const HEADERS = { Metadata: 'true' }
-const NAME_PATH = '/metadata/instance/compute/name?api-version=2021-02-01&format=text'
-const EVENTS_PATH = '/metadata/scheduledevents?api-version=2020-07-01'
 
 // Redeploy, Reboot and Freeze keep the VM (and its disk) or pause it briefly; only these take it away.
 const ACTED_ON = new Set(['Preempt', 'Terminate'])
@@ -29,40 +24,36 @@ interface ScheduledEvent {
 
 /**
  * Azure Scheduled Events: `Preempt` and `Terminate` events naming this VM, polled
- * every pollIntervalMs; `drained()` acknowledges them with StartRequests.
+ * every pollIntervalMs; `drained()` acknowledges them with StartRequests. The requests
+ * are azure-client.ts's; this file reads the events.
  */
 export class AzureNoticeSource implements NoticeSource {
   readonly name = 'azure' as const
-  private readonly stopping = new AbortController()
-  private readonly log: Logger
-  private readonly outlet: NoticeOutlet
-  private readonly failures: FailureLog
+  private readonly run: CloudSourceRun
+  private readonly client: ScheduledEventsClient
   private readonly backoff: Backoff
-  private readonly requestTimeoutMs: number
   /** Events this instance drains for, and whether each was acknowledged. */
   private readonly actedOn = new Map<string, boolean>()
-  private running: Promise<void> | undefined
 
   constructor (private readonly options: AzureNoticeSourceOptions) {
-    this.log = options.log.child({ source: 'azure' })
-    this.outlet = new NoticeOutlet(this.log)
-    this.failures = new FailureLog('azure', this.log, options.metrics)
+    this.run = new CloudSourceRun('azure', options)
+    this.client = new ScheduledEventsClient({
+      baseUrl: options.baseUrl,
+      requestTimeoutMs: options.requestTimeoutMs ?? 5000,
+      eventsTimeoutMs: options.eventsTimeoutMs ?? 150_000
+    })
     this.backoff = new Backoff({ initialMs: 500, maxMs: 5000, ...options.retry })
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 5000
   }
 
   start (emit: (notice: Notice) => void): void {
-    if (this.running !== undefined || this.stopping.signal.aborted) return
-    this.outlet.connect(emit)
-    this.log.info({ url: this.options.baseUrl }, 'watching Azure Scheduled Events for preemption and termination')
-    this.running = this.run().catch((error: unknown) => {
-      this.log.error({ err: error }, 'Azure notice source stopped unexpectedly')
-    })
+    this.run.start(emit, {
+      fields: { url: this.options.baseUrl },
+      message: 'watching Azure Scheduled Events for preemption and termination'
+    }, () => this.poll())
   }
 
-  async stop (): Promise<void> {
-    this.stopping.abort()
-    await this.running
+  stop (): Promise<void> {
+    return this.run.stop()
   }
 
   /**
@@ -75,71 +66,55 @@ export class AzureNoticeSource implements NoticeSource {
     for (const [eventId, acknowledged] of this.actedOn) {
       if (acknowledged) continue
       try {
-        const response = await metadataRequest(`${this.options.baseUrl}${EVENTS_PATH}`, {
-          method: 'POST',
-          headers: { ...HEADERS, 'Content-Type': 'application/json' },
-          body: JSON.stringify({ StartRequests: [{ EventId: eventId }] }),
-          timeoutMs: this.requestTimeoutMs,
-          signal: unstoppable
-        })
-        if (response.status !== 200) throw new Error(`HTTP ${response.status}`)
+        await this.client.acknowledge(eventId, unstoppable)
         this.actedOn.set(eventId, true)
-        this.log.info({ eventId }, 'scheduled event acknowledged')
+        this.run.log.info({ eventId }, 'scheduled event acknowledged')
       } catch (error) {
-        this.log.warn({ eventId, reason: describeError(error) }, 'could not acknowledge the scheduled event; Azure proceeds at NotBefore')
+        this.run.log.warn({ eventId, reason: describeError(error) }, 'could not acknowledge the scheduled event; Azure proceeds at NotBefore')
       }
     }
   }
 
-  private async run (): Promise<void> {
-    const signal = this.stopping.signal
+  private async poll (): Promise<void> {
+    const { signal, failures } = this.run
     const vmName = await this.fetchVmName()
     if (vmName === undefined) return
-    this.log.info({ vmName }, 'this VM\'s name, as scheduled events list it')
+    this.run.log.info({ vmName }, 'this VM\'s name, as scheduled events list it')
     while (!signal.aborted) {
       try {
-        await this.pollEvents(vmName)
+        this.onEvents(await this.client.events(signal), vmName)
         this.backoff.reset()
-        this.failures.success()
-        await pause(this.options.pollIntervalMs, signal)
+        failures.success()
+        await sleep(this.options.pollIntervalMs, signal)
       } catch (error) {
         if (signal.aborted) break
-        this.failures.failure('Azure scheduled events', describeError(error))
-        await pause(this.backoff.next(), signal)
+        failures.failure('Azure scheduled events', describeError(error))
+        await sleep(this.backoff.next(), signal)
       }
     }
   }
 
   /** Retries until the instance metadata service names this VM; undefined once stopped. */
   private async fetchVmName (): Promise<string | undefined> {
-    const signal = this.stopping.signal
+    const { signal, failures } = this.run
     while (!signal.aborted) {
       try {
-        const response = await metadataRequest(`${this.options.baseUrl}${NAME_PATH}`, { headers: HEADERS, timeoutMs: this.requestTimeoutMs, signal })
-        if (response.status !== 200) throw new Error(`HTTP ${response.status}`)
-        const name = response.body.trim()
-        if (name === '' || /[\s"<>{}]/.test(name)) throw new Error(`unexpected VM name ${JSON.stringify(name.slice(0, 80))}`)
+        const name = await this.client.vmName(signal)
         this.backoff.reset()
-        this.failures.success()
+        failures.success()
         return name
       } catch (error) {
         if (signal.aborted) break
-        this.failures.failure('Azure VM name', describeError(error))
-        await pause(this.backoff.next(), signal)
+        failures.failure('Azure VM name', describeError(error))
+        await sleep(this.backoff.next(), signal)
       }
     }
     return undefined
   }
 
-  private async pollEvents (vmName: string): Promise<void> {
-    const response = await metadataRequest(`${this.options.baseUrl}${EVENTS_PATH}`, {
-      headers: HEADERS,
-      timeoutMs: this.options.eventsTimeoutMs ?? 150_000,
-      signal: this.stopping.signal
-    })
-    if (response.status !== 200) throw new Error(`HTTP ${response.status}`)
+  private onEvents (document: string, vmName: string): void {
     const unparsable: string[] = []
-    for (const event of parseEvents(response.body)) {
+    for (const event of parseEvents(document)) {
       if (!ACTED_ON.has(event.EventType)) continue
       if (!event.Resources.some((resource) => resource.toLowerCase() === vmName.toLowerCase())) continue
       const deadline = notBefore(event)
@@ -148,7 +123,7 @@ export class AzureNoticeSource implements NoticeSource {
         continue
       }
       if (!this.actedOn.has(event.EventId)) this.actedOn.set(event.EventId, false)
-      this.outlet.deliver(event.EventId, {
+      this.run.outlet.deliver(event.EventId, {
         source: 'azure',
         kind: event.EventType,
         deadline,
