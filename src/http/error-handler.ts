@@ -1,14 +1,9 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { RETRY_AFTER_SECONDS } from '../errors.js'
 import { truncate } from '../text.js'
+import { outcomeOfError } from './request-metrics.js'
 
-/**
- * One place that turns errors into `{"error": "..."}` replies. Client errors keep
- * their message (it names what is wrong); unexpected server errors are logged and
- * answered without internals.
- */
 /** Fastify's own messages for these say less than a client needs to fix the request. */
-function describe (error: FastifyError, contentType: string | undefined, maxBodyBytes: number): string | undefined {
+function clearerFrameworkMessage (error: FastifyError, contentType: string | undefined, maxBodyBytes: number): string | undefined {
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return `content type ${contentType === undefined ? '(none)' : JSON.stringify(contentType.slice(0, 100))} is not supported; send application/json, or a binary request with Inference-Header-Content-Length`
   }
@@ -16,14 +11,20 @@ function describe (error: FastifyError, contentType: string | undefined, maxBody
   return undefined
 }
 
+/**
+ * One place that turns errors into `{"error": "..."}` replies. Client errors keep
+ * their message (it names what is wrong); unexpected server errors are logged and
+ * answered without internals.
+ */
 export function installErrorHandling (app: FastifyInstance, { maxBodyBytes }: { maxBodyBytes: number }): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
     const ours = typeof error.code === 'string' && (error.code.startsWith('SPOTGATE_') || error.code.startsWith('FST_'))
     // 503s come in floods during an outage or a drain, and each one is already counted in the metrics.
-    if (status >= 500 && status !== 503) request.log.error({ err: error, ...request.modelLabels }, 'request failed')
-    if (status === 429 || status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
-    const message = describe(error, request.headers['content-type'], maxBodyBytes) ?? (ours || status < 500 ? error.message : 'internal server error')
+    request.outcome = outcomeOfError(error, status)
+    const model = request.servedModel
+    if (status >= 500 && status !== 503) request.log.error({ err: error, ...(model !== null && { model: model.name, version: model.version }) }, 'request failed')
+    const message = clearerFrameworkMessage(error, request.headers['content-type'], maxBodyBytes) ?? (ours || status < 500 ? error.message : 'internal server error')
     return reply.code(status).send({ error: message })
   })
   app.setNotFoundHandler((request, reply) => {
@@ -39,6 +40,7 @@ export function installErrorHandling (app: FastifyInstance, { maxBodyBytes }: { 
  * model or version (names have at most 128 characters), so it is a 404.
  */
 export function answerFrameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // No hook runs for these replies, reply-headers.ts's neither; they are 400 or 404, so the id is all it would add.
   reply.header('x-request-id', request.id)
   const path = truncate(request.url.split('?')[0], 200)
   if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return reply.code(404).send({ error: `no route ${request.method} ${path}: a path segment is too long` })

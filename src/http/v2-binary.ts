@@ -1,8 +1,9 @@
 import { InvalidRequest } from '../errors.js'
-import { bytesOf } from '../inference/datatypes.js'
+import { tensorBytes } from '../inference/datatypes.js'
 import type { InferenceResponse } from '../inference/signature.js'
 import type { StoredResponse } from '../journal/journal.js'
-import { encodeResponseBody } from './v2-json.js'
+import { parseJsonBytes } from './json-body.js'
+import { encodeResponseJson } from './v2-response.js'
 
 // The KServe v2 binary tensor data extension: a JSON header of
 // `Inference-Header-Content-Length` bytes, then the raw tensor bytes of every
@@ -17,28 +18,22 @@ export class BinaryBody {
 }
 
 /** Splits a binary request; `parseJson` is the server's safe JSON parser. */
-export function splitBinaryBody (raw: Buffer, headerLength: string | string[], parseJson: (text: string) => unknown): BinaryBody {
+export function splitBinaryBody (raw: Buffer, headerLength: string | string[]): BinaryBody {
   const value = Array.isArray(headerLength) ? undefined : headerLength.trim()
   if (value === undefined || !/^\d{1,10}$/.test(value)) throw new InvalidRequest('Inference-Header-Content-Length must be one whole number of bytes')
   const length = Number(value)
   if (length === 0 || length > raw.length) {
     throw new InvalidRequest(`Inference-Header-Content-Length is ${length}, but the body has ${raw.length} bytes`)
   }
-  let header: unknown
-  try {
-    header = parseJson(raw.subarray(0, length).toString('utf8'))
-  } catch (error) {
-    throw new InvalidRequest(`the ${length}-byte JSON header of the binary request is not valid JSON: ${(error as Error).message}`)
-  }
+  const header = parseJsonBytes(raw, `the ${length}-byte JSON header of the binary request`, 0, length)
   return new BinaryBody(header, raw.subarray(length))
 }
 
 /** A binary answer: the outputs named (or all) as raw bytes after the JSON header. */
 export function encodeBinaryResponse (response: InferenceResponse, binaryOutputs: true | readonly string[]): StoredResponse {
-  const json = encodeResponseBody(response, binaryOutputs)
+  const header = encodeResponseJson(response, binaryOutputs)
   const chunks = response.outputs
     .filter((t) => binaryOutputs === true || binaryOutputs.includes(t.name))
-    .map((t) => bytesOf(t.data))
-  const header = Buffer.from(JSON.stringify(json))
+    .map((t) => tensorBytes(t.datatype, t.data))
   return { statusCode: 200, contentType: BINARY_TYPE, body: Buffer.concat([header, ...chunks]), headerLength: header.length }
 }

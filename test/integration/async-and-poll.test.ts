@@ -3,28 +3,29 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { pino } from 'pino'
-import { RedisJournal } from '../../src/journal/redis-journal.js'
-import { createMetrics } from '../../src/metrics.js'
+import type { RedisRequestJournal } from '../../src/journal/redis/request-journal.js'
 import { fileCleanup } from '../helpers/app.js'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { makeRepository } from '../helpers/model-repo.js'
+import { completion, fingerprintOf, rawEntry, redisJournal } from '../helpers/redis-journal.js'
 import { RedisServer } from '../helpers/redis-server.js'
 import { classifierBody, spinBody, spinIterations } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
 
-// design.md §3: `Prefer: respond-async` and `GET /infer/{id}[?wait=<ms>]`, on two real
+// The README's HTTP API: `Prefer: respond-async` and `GET /infer/{id}[?wait=<ms>]`, on two real
 // gateways sharing a redis-server. A third "instance" (a RedisJournal in this process,
 // the same code a gateway runs) plays a peer that accepted a request and has not
 // finished it, so a poll can be held open for as long as a test needs.
 
-const MAX_POLL_WAIT_MS = 3000
-const IDEMPOTENCY_WAIT_MS = 2000
+const MAX_POLL_WAIT_MS = Math.round(allow(3000))
+const IDEMPOTENCY_WAIT_MS = Math.round(allow(2000))
 const NAMESPACE = `poll-${randomUUID().slice(0, 8)}`
 
 let redis: RedisServer
 let a: GatewayProcess
 let b: GatewayProcess
-let peer: RedisJournal
+let peer: RedisRequestJournal
+const PEER = 'poll-peer'
 const fileScope = fileCleanup()
 
 before(async () => {
@@ -42,19 +43,9 @@ before(async () => {
     LOG_LEVEL: 'warn'
   })
   ;[a, b] = await Promise.all([GatewayProcess.start(fileScope, { env: env('poll-a') }), GatewayProcess.start(fileScope, { env: env('poll-b') })])
-  peer = new RedisJournal({
-    url: redis.url,
-    namespace: NAMESPACE,
-    instanceId: 'poll-peer',
-    resultTtlSeconds: 60,
-    commandTimeoutMs: 500,
-    // Long enough that no gateway takes the peer's requests over while a test holds them pending.
-    leaseTtlMs: 120_000,
-    metrics: createMetrics(),
-    log: pino({ level: 'silent' })
-  })
-  fileScope.add(() => peer.close())
-  await Promise.all([a.waitReady(), b.waitReady(), peer.waitUntilAvailable(5000)])
+  // Its lease is long enough that no gateway takes the peer's requests over while a test holds them pending.
+  peer = (await redisJournal(fileScope, redis.url, { namespace: NAMESPACE, instanceId: PEER, leaseTtlMs: 120_000 })).journal
+  await Promise.all([a.waitReady(), b.waitReady()])
 })
 
 after(async () => {
@@ -94,20 +85,20 @@ function key (label: string): string {
 /** A request the in-process peer accepted and has not finished. */
 async function peerPending (label: string): Promise<string> {
   const id = key(label)
-  const result = await peer.accept({ id, fingerprint: `fp-${id}`, model: 'classifier', version: '2', payload: Buffer.from('held by the test peer') })
+  const result = await peer.accept(rawEntry(id, PEER, fingerprintOf(id)))
   assert.equal(result.accepted, true)
   return id
 }
 
 async function peerComplete (id: string, text: string): Promise<void> {
-  await peer.complete({ id, state: 'done', response: { statusCode: 200, contentType: 'application/json; charset=utf-8', body: Buffer.from(JSON.stringify({ answeredBy: text })) } })
+  await peer.complete(completion(id, 'done', { statusCode: 200, contentType: 'application/json; charset=utf-8', body: Buffer.from(JSON.stringify({ answeredBy: text })) }, fingerprintOf(id)))
 }
 
 test('Prefer: respond-async answers 202 at once with Location, Preference-Applied and the request id', async () => {
   const k = key('async')
   const accepted = await post(a, '/v2/models/spin/infer', spinBody(spinIterations(800)), { 'idempotency-key': k, prefer: 'respond-async' })
   assert.equal(accepted.status, 202, accepted.body)
-  assert.ok(accepted.ms < 400, `202 took ${accepted.ms.toFixed(0)} ms; it must not wait for the ~800 ms run`)
+  assert.ok(accepted.ms < allow(400), `202 took ${accepted.ms.toFixed(0)} ms; it must not wait for the ~800 ms run`)
   assert.equal(accepted.headers.get('location'), `/infer/${k}`)
   assert.equal(accepted.headers.get('preference-applied'), 'respond-async')
   assert.equal(accepted.headers.get('x-request-id'), k)
@@ -119,7 +110,7 @@ test('Prefer: respond-async answers 202 at once with Location, Preference-Applie
     assert.equal(pending.headers.get('x-request-id'), k)
     assert.equal(pending.headers.get('location'), `/infer/${k}`)
     assert.ok(['queued', 'running'].includes(JSON.parse(pending.body).status), pending.body)
-    assert.ok(pending.ms < 300, `a poll without wait took ${pending.ms.toFixed(0)} ms`)
+    assert.ok(pending.ms < allow(300), `a poll without wait took ${pending.ms.toFixed(0)} ms`)
   }
 
   const done = await poll(a, `/infer/${k}?wait=5000`)
@@ -127,7 +118,8 @@ test('Prefer: respond-async answers 202 at once with Location, Preference-Applie
   const result = JSON.parse(done.body) as { model_name: string, outputs: Array<{ name: string, shape: number[] }> }
   assert.equal(result.model_name, 'spin')
   assert.deepEqual(result.outputs.map((o) => [o.name, o.shape]), [['y', [1, 64]]])
-  const onPeer = await poll(b, `/infer/${k}`)
+  // The answer is stored just after it is sent: a peer asked at once may wait a moment for it.
+  const onPeer = await poll(b, `/infer/${k}?wait=2000`)
   assert.equal(onPeer.status, 200)
   assert.equal(onPeer.body, done.body)
 })
@@ -161,7 +153,7 @@ test('a retry with Prefer: respond-async of a request still running answers 202 
     assert.equal(retry.status, 202, `${names[i]}: ${retry.status} after ${retry.ms.toFixed(0)} ms (IDEMPOTENCY_WAIT_MS ${IDEMPOTENCY_WAIT_MS}): ${retry.body.slice(0, 100)}`)
     assert.equal(retry.headers.get('location'), `/infer/${k}`)
     assert.ok(['queued', 'running'].includes(JSON.parse(retry.body).status), retry.body)
-    assert.ok(retry.ms < 500, `a retry that prefers respond-async waited ${retry.ms.toFixed(0)} ms on the ${names[i]}`)
+    assert.ok(retry.ms < allow(500), `a retry that prefers respond-async waited ${retry.ms.toFixed(0)} ms on the ${names[i]}`)
   })
 })
 
@@ -175,7 +167,7 @@ test('a long poll returns as soon as the result is stored, on the accepting inst
   assert.equal(onB.status, 200, onB.body)
   assert.equal(onA.body, onB.body)
   assert.ok(onA.ms < MAX_POLL_WAIT_MS - 500, `the poll on the accepting instance took ${onA.ms.toFixed(0)} ms`)
-  assert.ok(Math.abs(onA.at - onB.at) < 250, `the peer's poll answered ${(onB.at - onA.at).toFixed(0)} ms after the accepting instance's`)
+  assert.ok(Math.abs(onA.at - onB.at) < allow(250), `the peer's poll answered ${(onB.at - onA.at).toFixed(0)} ms after the accepting instance's`)
 })
 
 test('a long poll wakes within milliseconds of a completion stored by another instance', async (t) => {
@@ -192,7 +184,7 @@ test('a long poll wakes within milliseconds of a completion stored by another in
     assert.deepEqual(JSON.parse(answer.body), { answeredBy: 'the peer' })
     assert.match(answer.headers.get('content-type') ?? '', /^application\/json/)
     assert.ok(answer.ms >= 450, 'the poll was held open until the result existed')
-    assert.ok(lag < 200, `the poll answered ${lag.toFixed(0)} ms after the completion`)
+    assert.ok(lag < allow(200), `the poll answered ${lag.toFixed(0)} ms after the completion`)
   }
 })
 
@@ -203,13 +195,13 @@ test('wait is bounded by MAX_POLL_WAIT_MS; no wait or wait=0 answers at once', a
     const now = await poll(b, path)
     assert.equal(now.status, 202, now.body)
     assert.equal(JSON.parse(now.body).status, 'queued')
-    assert.ok(now.ms < 300, `${path} took ${now.ms.toFixed(0)} ms`)
+    assert.ok(now.ms < allow(300), `${path} took ${now.ms.toFixed(0)} ms`)
   }
   const bounded = await poll(a, `/infer/${id}?wait=600000`)
   t.diagnostic(`wait=600000 answered after ${bounded.ms.toFixed(0)} ms (MAX_POLL_WAIT_MS ${MAX_POLL_WAIT_MS})`)
   assert.equal(bounded.status, 202, bounded.body)
   assert.deepEqual(JSON.parse(bounded.body), { id, status: 'queued' })
-  assert.ok(bounded.ms >= MAX_POLL_WAIT_MS - 100 && bounded.ms < MAX_POLL_WAIT_MS + 1000, `wait=600000 answered after ${bounded.ms.toFixed(0)} ms`)
+  assert.ok(bounded.ms >= MAX_POLL_WAIT_MS - 100 && bounded.ms < MAX_POLL_WAIT_MS + allow(1000), `wait=600000 answered after ${bounded.ms.toFixed(0)} ms`)
 })
 
 test('an unknown id is 404 at once, with or without wait', async () => {
@@ -218,7 +210,7 @@ test('an unknown id is 404 at once, with or without wait', async () => {
       const answer = await poll(gateway, path)
       assert.equal(answer.status, 404, `${path}: ${answer.body}`)
       assert.ok(typeof JSON.parse(answer.body).error === 'string')
-      assert.ok(answer.ms < 500, `${path} took ${answer.ms.toFixed(0)} ms`)
+      assert.ok(answer.ms < allow(500), `${path} took ${answer.ms.toFixed(0)} ms`)
     }
   }
 })

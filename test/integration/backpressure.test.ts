@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { journalKeys } from '../../src/journal/keys.js'
+import { journalKeys } from '../../src/journal/redis/keys.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { RedisServer } from '../helpers/redis-server.js'
 import { classifierBody, spinBody, spinIterations } from '../helpers/requests.js'
@@ -35,7 +35,7 @@ describe('a full queue', () => {
     })
     await journalReady(testApp)
     const { app } = testApp
-    const keys = journalKeys(namespace)
+    const keys = journalKeys(namespace, 1)
     const client = redis.client()
     t.after(() => client.disconnect())
     const slow = spinBody(spinIterations(SPIN_MS))
@@ -58,8 +58,8 @@ describe('a full queue', () => {
     // Nothing of the refused request reached the journal: it is unknown to GET /infer/{id} and absent in Redis.
     const poll = await app.inject({ method: 'GET', url: '/infer/refused' })
     assert.equal(poll.statusCode, 404, poll.body)
-    assert.equal(await client.exists(keys.request('refused')), 0)
-    assert.equal(await client.exists(keys.request('queued-2')), 1, 'the accepted ones are journaled')
+    assert.equal(await client.exists(keys.record('refused')), 0)
+    assert.equal(await client.exists(keys.record('queued-2')), 1, 'the accepted ones are journaled')
 
     const metrics = await testApp.metrics.registry.metrics()
     assert.match(metrics, /^spotgate_requests_total\{model="spin",version="1",outcome="queue_full"\} 2$/m)

@@ -39,6 +39,9 @@ const V2 = '/v2/models/classifier/infer'
 const CASES: Case[] = [
   // Not JSON, or not the right JSON.
   { name: 'malformed JSON is 400', raw: '{"inputs": [', contentType: 'application/json', status: 400, error: /JSON/i },
+  { name: 'JSON nested past 64 levels is 400, refused before it is parsed', raw: '{"inputs":' + '['.repeat(1500) + ']'.repeat(1500) + '}', contentType: 'application/json', status: 400, error: /the JSON body nests arrays and objects more than 64 levels deep/ },
+  { name: 'brackets inside strings do not count as nesting', raw: '{"inputs":[],"id":"' + '['.repeat(1000) + '"}', contentType: 'application/json', status: 400, error: /missing input 'input'/ },
+  { name: 'a __proto__ key is 400 naming it', raw: '{"inputs":[],"__proto__":{"polluted":true}}', contentType: 'application/json', status: 400, error: /the JSON body has a "__proto__" or "constructor.prototype" key/ },
   { name: 'an empty body is 400', raw: '', contentType: 'application/json', status: 400, error: /empty/i },
   { name: 'a JSON array body is 400', raw: '[1,2]', contentType: 'application/json', status: 400, error: /request body must be a JSON object/ },
   { name: 'a JSON string body is 400', raw: '"infer"', contentType: 'application/json', status: 400, error: /request body must be a JSON object/ },
@@ -46,9 +49,10 @@ const CASES: Case[] = [
   { name: 'a non-object body on /infer is 400', url: '/infer', raw: '42', contentType: 'application/json', status: 400, error: /request body must be a JSON object/ },
   { name: '/infer without a model is 400', url: '/infer', body: classifierBody(1), status: 400, error: /model must be a non-empty string/ },
   { name: '/infer with a numeric model is 400', url: '/infer', body: classifierBody(1, { model: 7 }), status: 400, error: /model must be a non-empty string/ },
-  { name: 'missing inputs are 400', body: {}, status: 400, error: /inputs must be a non-empty array/ },
-  { name: 'empty inputs are 400', body: { inputs: [] }, status: 400, error: /inputs must be a non-empty array/ },
-  { name: 'inputs as an object are 400', body: { inputs: { input: [1, 2, 3, 4] } }, status: 400, error: /inputs must be a non-empty array/ },
+  { name: 'missing inputs are 400 naming the input', body: {}, status: 400, error: /missing input 'input'/ },
+  { name: 'empty inputs are 400 naming the input', body: { inputs: [] }, status: 400, error: /missing input 'input'/ },
+  { name: 'inputs as an object are 400', body: { inputs: { input: [1, 2, 3, 4] } }, status: 400, error: /inputs must be an array of tensors/ },
+  { name: 'inputs as null are 400', body: { inputs: null }, status: 400, error: /inputs must be an array of tensors/ },
   { name: 'an input that is not an object is 400', body: { inputs: [42] }, status: 400, error: /inputs\[0\] must be an object/ },
   { name: 'an input without a name is 400', body: { inputs: [{ datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }, status: 400, error: /inputs\[0\]\.name must be a string/ },
   { name: 'a non-string id is 400', body: classifierBody(1, { id: 17 }), status: 400, error: /id must be a string/ },
@@ -65,8 +69,9 @@ const CASES: Case[] = [
   { name: 'a higher rank is 400', body: classifierWith({ shape: [1, 4, 1] }), status: 400, error: /input 'input': .*has rank 3, the model expects rank 2/ },
   { name: 'a wrong fixed dimension is 400', body: classifierWith({ shape: [1, 5], data: [1, 2, 3, 4, 5] }), status: 400, error: /input 'input': shape\[1\] is 5, the model requires 4/ },
   { name: 'a wrong dimension of a fully fixed model is 400', url: '/v2/models/fixed/infer', body: { inputs: [tensor('x', 'FP32', [3, 2], [1, 2, 3, 4, 5, 6])] }, status: 400, error: /input 'x': shape\[0\] is 3, the model requires 2/ },
-  { name: 'a negative dimension is 400', body: classifierWith({ shape: [-1, 4] }), status: 400, error: /input 'input': shape\[0\] must be an integer from 1 .* got -1/ },
-  { name: 'a zero dimension is 400', body: classifierWith({ shape: [0, 4], data: [] }), status: 400, error: /input 'input': shape\[0\] must be an integer from 1 .* got 0/ },
+  { name: 'a negative dimension is 400', body: classifierWith({ shape: [-1, 4] }), status: 400, error: /input 'input': shape\[0\] must be an integer from 0 .* got -1/ },
+  { name: 'a zero dimension with data is 400', body: classifierWith({ shape: [0, 4] }), status: 400, error: /input 'input': data has 4 values, shape \[0,4\] needs 0/ },
+  { name: 'a zero fixed dimension is 400', body: classifierWith({ shape: [1, 0], data: [] }), status: 400, error: /input 'input': shape\[1\] is 0, the model requires 4/ },
   { name: 'a fractional dimension is 400', body: classifierWith({ shape: [1.5, 4] }), status: 400, error: /input 'input': shape\[0\] .* got 1\.5/ },
   { name: 'a dimension given as a string is 400', body: classifierWith({ shape: ['1', 4] }), status: 400, error: /input 'input': shape\[0\] .* got "1"/ },
   { name: 'a huge dimension is 400 without allocating it', body: classifierWith({ shape: [1e12, 4] }), status: 400, error: /input 'input': shape\[0\] .* got 1000000000000/ },
@@ -79,7 +84,7 @@ const CASES: Case[] = [
   { name: 'too many values for the shape is 400', body: classifierWith({ data: [1, 2, 3, 4, 5] }), status: 400, error: /input 'input': data has 5 values, shape \[1,4\] needs 4/ },
   { name: 'data that is not an array is 400', body: classifierWith({ data: '1,2,3,4' }), status: 400, error: /input 'input': data must be a flat array of 4 values/ },
   { name: 'missing data is 400', body: classifierWith({ data: undefined }), status: 400, error: /input 'input': data must be a flat array/ },
-  { name: 'nested data with the wrong count is 400', body: classifierWith({ data: [[1, 2, 3, 4]] }), status: 400, error: /input 'input': data has 1 values, shape \[1,4\] needs 4/ },
+  { name: 'nested data with the wrong count is 400, saying data must be flat', body: classifierWith({ data: [[1, 2], [3, 4]] }), status: 400, error: /input 'input': data has 2 values, shape \[1,4\] needs 4 \(data must be flat, in row-major order: it is an array of arrays\)/ },
   { name: 'nested data with the right count is 400', body: classifierWith({ data: [[1], [2], [3], [4]] }), status: 400, error: /input 'input': data\[0\] is a nested array/ },
   { name: 'a non-numeric value is 400', body: classifierWith({ data: [1, 2, 'three', 4] }), status: 400, error: /input 'input': data\[2\] is "three", expected a number \(FP32\)/ },
   { name: 'a numeric string in FP32 is 400', body: classifierWith({ data: ['1.5', 2, 3, 4] }), status: 400, error: /input 'input': data\[0\] is "1\.5", expected a number/ },
@@ -92,10 +97,18 @@ const CASES: Case[] = [
   { name: 'INT16 40000 is 400', url: '/v2/models/types/infer', body: typesBody({ i16: { data: [40000, 0] } }), status: 400, error: /input 'i16': data\[0\] is 40000/ },
   { name: 'a fractional INT32 is 400', url: '/v2/models/types/infer', body: typesBody({ i32: { data: [1, 2.5] } }), status: 400, error: /input 'i32': data\[1\] is 2\.5/ },
   { name: 'INT64 beyond 2^63 is 400', url: '/v2/models/types/infer', body: typesBody({ i64: { data: ['9223372036854775808', 0] } }), status: 400, error: /input 'i64': data\[0\].*INT64/ },
+  { name: 'an INT64 beyond 2^53 as a JSON number is 400, pointing at decimal strings', url: '/v2/models/types/infer', body: typesBody({ i64: { data: [2 ** 53 + 2, 0] } }), status: 400, error: /input 'i64': data\[0\] .*at most 2\^53 as a JSON number; send larger INT64 values as decimal strings/ },
+  { name: 'a binary_data_output that is not a boolean is 400', body: classifierBody(1, { parameters: { binary_data_output: 'yes' } }), status: 400, error: /parameters\.binary_data_output must be true or false, not "yes"/ },
   { name: 'an INT64 that is not a decimal integer is 400', url: '/v2/models/types/infer', body: typesBody({ i64: { data: ['0x10', 0] } }), status: 400, error: /input 'i64': data\[0\] is "0x10"/ },
   { name: 'FP16 beyond half range is 400', url: '/v2/models/types/infer', body: typesBody({ f16: { data: [70000, 0] } }), status: 400, error: /input 'f16': data\[0\].*range of FP16/ },
   { name: 'a non-boolean BOOL is 400', url: '/v2/models/types/infer', body: typesBody({ b: { data: [1, 0] } }), status: 400, error: /input 'b': data\[0\] is 1, expected true or false/ },
   { name: 'a BOOL given as a string is 400', url: '/v2/models/types/infer', body: typesBody({ b: { data: [true, 'false'] } }), status: 400, error: /input 'b': data\[1\] is "false", expected true or false/ },
+  { name: 'a number in BYTES data is 400', url: '/v2/models/strings/infer', body: { inputs: [tensor('text', 'BYTES', [1, 2], ['a', 1])] }, status: 400, error: /input 'text': data\[1\] is 1, expected a string \(BYTES\)/ },
+  { name: 'a lone surrogate in BYTES data is 400', url: '/v2/models/strings/infer', raw: '{"inputs":[{"name":"text","datatype":"BYTES","shape":[1,2],"data":["\\udfff","a"]}]}', contentType: 'application/json', status: 400, error: /input 'text': data\[0\] contains a lone UTF-16 surrogate/ },
+  { name: 'a NUL in BYTES data is 400', url: '/v2/models/strings/infer', body: { inputs: [tensor('text', 'BYTES', [1, 2], ['a\u0000', 'b'])] }, status: 400, error: /input 'text': data\[0\] contains a NUL character/ },
+  { name: 'FP32 data given as BYTES is 400', body: classifierWith({ datatype: 'BYTES', data: ['1', '2', '3', '4'] }), status: 400, error: /input 'input': datatype BYTES does not match the model's FP32/ },
+  { name: 'a non-finite float spelled another way is 400', body: classifierWith({ data: [1, 2, 3, 'inf'] }), status: 400, error: /input 'input': data\[3\] is "inf", expected a number \(FP32\), or "NaN", "Infinity" or "-Infinity"/ },
+  { name: 'an input to a model without inputs is 400', url: '/v2/models/constant/infer', body: { inputs: [tensor('x', 'FP32', [1], [1])] }, status: 400, error: /input 'x' is not an input of this model \(it has no inputs\)/ },
   { name: 'binary data parameters in a JSON request are 400', body: classifierWith({ parameters: { binary_data_size: 16 } }), status: 400, error: /input 'input': binary_data_size/ },
 
   // Inputs and outputs as a set.
@@ -137,7 +150,7 @@ const CASES: Case[] = [
 
 test('bad requests get the contract\'s status and an error naming the problem, and the server stays up', async (t) => {
   const { app, metrics } = await buildTestApp(t, {
-    models: ['classifier', 'tabular', 'types', 'fixed', 'failing'],
+    models: ['classifier', 'tabular', 'types', 'fixed', 'failing', 'strings', 'constant'],
     env: { MAX_BODY_BYTES: String(MAX_BODY_BYTES) }
   })
 

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildTestApp, fileCleanup } from '../helpers/app.js'
 import { RedisServer } from '../helpers/redis-server.js'
+import { toHalfBits } from '../../src/inference/float16.js'
 
 // The KServe v2 binary tensor data extension (issue 6, item 3): a JSON header of
 // Inference-Header-Content-Length bytes, then the raw little-endian tensor bytes.
@@ -106,8 +107,11 @@ describe('round trips', () => {
     assert.equal(response.statusCode, 200, response.body)
     assert.equal(response.headers['inference-header-content-length'], undefined, 'no binary output was asked for')
     const outputs = response.json<BinaryAnswer['header']>().outputs
+    // Floats are answered in the fewest digits that read back as the same value at their precision.
+    const atPrecision = (datatype: string, values: unknown[] | undefined): unknown[] | undefined =>
+      datatype === 'FP16' ? values?.map((v) => toHalfBits(v as number)) : datatype === 'FP32' ? values?.map((v) => Math.fround(v as number)) : values
     for (const t of TYPES) {
-      assert.deepEqual(outputs.find((o) => o.name === `${t.name}_out`)?.data, t.json, `${t.datatype} values`)
+      assert.deepEqual(atPrecision(t.datatype, outputs.find((o) => o.name === `${t.name}_out`)?.data), atPrecision(t.datatype, t.json), `${t.datatype} values`)
     }
   })
 
@@ -180,6 +184,14 @@ describe('malformed binary requests are 400 naming the problem', () => {
     const junk = Buffer.from('{"inputs": [')
     return expect400({ payload: Buffer.concat([junk, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(junk.length) } },
       /the 12-byte JSON header of the binary request is not valid JSON/)
+  })
+  test('a header section nested past 64 levels, refused before it is parsed, and one with a __proto__ key', async () => {
+    for (const [junk, error] of [
+      [Buffer.from('{"inputs":' + '['.repeat(200_000) + ']'.repeat(200_000) + '}'), /the \d+-byte JSON header of the binary request nests arrays and objects more than 64 levels deep/],
+      [Buffer.from('{"inputs":[],"__proto__":{"polluted":true}}'), /JSON header of the binary request has a "__proto__" or "constructor.prototype" key/]
+    ] as const) {
+      await expect400({ payload: Buffer.concat([junk, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(junk.length) } }, error)
+    }
   })
   test('a header length that cuts the JSON short', () => expect400(withLength(String(Number(valid.headers['inference-header-content-length']) - 3)), /JSON header of the binary request is not valid JSON/))
   test('too few bytes for the declared binary_data_size', () =>

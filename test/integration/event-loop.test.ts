@@ -6,11 +6,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { spinBody, spinIterations } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
 
-const BUDGET_MS = 50
+const BUDGET_MS = allow(50)
 const INSTANCES = Math.max(2, Math.min(availableParallelism(), 4))
 
-test(`/health/live and /metrics answer within ${BUDGET_MS} ms while long inferences keep every core busy`, async (t) => {
+// The promise is about the event loop, not about a machine that other processes also
+// keep busy: 95 % of the probes answer within the budget (stretched by the measured
+// slowness), and none waits anywhere near a whole model run, as it would if inference
+// ran on the event loop.
+test(`/health/live and /metrics answer within ${Math.round(BUDGET_MS)} ms while long inferences keep every core busy`, async (t) => {
   const repo = await makeRepository(['spin'], { spin: { instance_count: INSTANCES } })
   t.after(repo.cleanup)
   const gateway = await GatewayProcess.start(t, { env: { MODEL_REPOSITORY: repo.dir, LOG_LEVEL: 'warn' } })
@@ -20,7 +25,8 @@ test(`/health/live and /metrics answer within ${BUDGET_MS} ms while long inferen
   for (const path of ['/health/live', '/metrics', '/health/live', '/metrics']) assert.equal((await gateway.fetch(path)).status, 200)
 
   // Two waves of ~1 s runs on every instance: the workers keep all cores busy for about two seconds.
-  const iterations = spinIterations(1000)
+  const RUN_MS = 1000
+  const iterations = spinIterations(RUN_MS)
   const started = performance.now()
   let running = true
   const inferences = Promise.all(Array.from({ length: INSTANCES * 2 }, async () => {
@@ -48,7 +54,9 @@ test(`/health/live and /metrics answer within ${BUDGET_MS} ms while long inferen
   assert.ok(samples.length >= 30, `expected a few dozen samples, got ${samples.length}`)
   const worst = samples.reduce((a, b) => (b.ms > a.ms ? b : a))
   const sorted = samples.map((s) => s.ms).sort((a, b) => a - b)
-  const summary = `${samples.length} samples over ${busyMs.toFixed(0)} ms of inference; median ${sorted[sorted.length >> 1].toFixed(1)} ms, max ${worst.ms.toFixed(1)} ms (${worst.path})`
+  const p95 = sorted[Math.floor(sorted.length * 0.95)]
+  const summary = `${samples.length} samples over ${busyMs.toFixed(0)} ms of inference; median ${sorted[sorted.length >> 1].toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${worst.ms.toFixed(1)} ms (${worst.path})`
   t.diagnostic(summary)
-  assert.ok(worst.ms < BUDGET_MS, summary)
+  assert.ok(p95 < BUDGET_MS, summary)
+  assert.ok(worst.ms < RUN_MS / 4, `no probe waited for a model run: ${summary}`)
 })

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { decodeRequestBody, encodeResponseBody } from '../../src/http/v2-json.js'
+import { decodeRequestBody } from '../../src/http/v2-json.js'
+import { encodeResponseJson } from '../../src/http/v2-response.js'
+import type { InferenceResponse } from '../../src/inference/signature.js'
 import type { TensorData, V2Datatype } from '../../src/inference/datatypes.js'
 import { toHalfBits } from '../../src/inference/float16.js'
 import type { ModelSignature, Tensor } from '../../src/inference/signature.js'
@@ -28,6 +30,18 @@ function rejects (datatype: V2Datatype, data: unknown[], pattern: RegExp): void 
 
 function tensor (datatype: V2Datatype, data: TensorData, shape = [data.length / 2, 2]): Tensor {
   return { name: 'y', datatype, shape, data }
+}
+
+interface ParsedResponse {
+  id?: string
+  model_name: string
+  model_version: string
+  outputs: Array<{ name: string, datatype: string, shape: number[], data?: unknown[], parameters?: { binary_data_size: number } }>
+}
+
+/** The answer's JSON bytes, parsed back. */
+function encodeResponseBody (response: InferenceResponse, binary?: true | readonly string[]): ParsedResponse {
+  return JSON.parse(encodeResponseJson(response, binary).toString('utf8')) as ParsedResponse
 }
 
 describe('decoding v2 JSON tensors', () => {
@@ -101,6 +115,34 @@ describe('decoding v2 JSON tensors', () => {
     rejects('BOOL', [true, 'false'], /data\[1\] is "false", expected true or false/)
   })
 
+  test('"NaN", "Infinity" and "-Infinity" are the non-finite values of FP16, FP32 and FP64', () => {
+    const floats = decodeOne('FP32', ['NaN', 'Infinity', '-Infinity', 1])
+    assert.ok(Number.isNaN(floats[0]))
+    assert.deepEqual([...floats].slice(1), [Infinity, -Infinity, 1])
+    const doubles = decodeOne('FP64', ['-Infinity', 'NaN'])
+    assert.equal(doubles[0], -Infinity)
+    assert.ok(Number.isNaN(doubles[1]))
+    assert.deepEqual([...decodeOne('FP16', ['Infinity', '-Infinity', 'NaN', 0])], [0x7c00, 0xfc00, 0x7e00, 0])
+  })
+
+  test('other spellings of non-finite values are rejected, as are non-finite integers', () => {
+    for (const spelling of ['nan', 'inf', '+Infinity', 'Infinity ', 'NaN(1)', '1.5']) {
+      rejects('FP32', [1, spelling], /data\[1\] is ".*", expected a number \(FP32\), or "NaN", "Infinity" or "-Infinity"/)
+    }
+    rejects('FP64', [JSON.parse('1e999'), 0], /data\[0\].*range of FP64/)
+    rejects('INT32', ['NaN', 0], /data\[0\] is "NaN", expected an integer/)
+    rejects('INT64', ['Infinity', 0], /data\[0\] is "Infinity", expected an integer/)
+  })
+
+  test('BYTES takes JSON strings as they are, and nothing else', () => {
+    assert.deepEqual(decodeOne('BYTES', ['', 'é', '日本', 'yes']), ['', 'é', '日本', 'yes'])
+    rejects('BYTES', ['a', 1], /data\[1\] is 1, expected a string \(BYTES\)/)
+    rejects('BYTES', [null, 'a'], /data\[0\] is null, expected a string/)
+    rejects('BYTES', ['a', ['b']], /data\[1\] is a nested array/)
+    rejects('BYTES', ['\ud83d', 'a'], /data\[0\] contains a lone UTF-16 surrogate/)
+    rejects('BYTES', ['a\u0000', 'a'], /data\[0\] contains a NUL character/)
+  })
+
   test('non-numeric and nested values are named by their index', () => {
     rejects('FP32', [1, 'two'], /data\[1\] is "two", expected a number/)
     rejects('FP32', [1, null], /data\[1\] is null/)
@@ -148,7 +190,8 @@ describe('encoding v2 JSON responses', () => {
     const cases: Array<[V2Datatype, TensorData, unknown[]]> = [
       ['FP32', Float32Array.from([1.5, -0.25]), [1.5, -0.25]],
       ['FP64', Float64Array.from([1 / 3, 1e300]), [1 / 3, 1e300]],
-      ['FP16', Uint16Array.from([0x3c00, 0x7bff]), [1, 65504]],
+      // 65500 is the shortest text that reads back as the largest half, 65504.
+      ['FP16', Uint16Array.from([0x3c00, 0x7bff]), [1, 65500]],
       ['INT8', Int8Array.from([-128, 127]), [-128, 127]],
       ['UINT8', Uint8Array.from([0, 255]), [0, 255]],
       ['INT16', Int16Array.from([-32768, 32767]), [-32768, 32767]],
@@ -157,12 +200,18 @@ describe('encoding v2 JSON responses', () => {
       ['UINT32', Uint32Array.from([0, 2 ** 32 - 1]), [0, 2 ** 32 - 1]],
       ['INT64', BigInt64Array.from([-3n, 2n ** 53n - 1n]), [-3, 2 ** 53 - 1]],
       ['UINT64', BigUint64Array.from([0n, 7n]), [0, 7]],
-      ['BOOL', Uint8Array.from([1, 0]), [true, false]]
+      ['BOOL', Uint8Array.from([1, 0]), [true, false]],
+      ['BYTES', ['é', ''], ['é', '']]
     ]
     for (const [datatype, data, expected] of cases) {
       const body = encodeResponseBody({ model: 'm', version: '1', outputs: [tensor(datatype, data)] })
       assert.deepEqual(body.outputs[0], { name: 'y', datatype, shape: [1, 2], data: expected }, datatype)
     }
+  })
+
+  test('a BYTES output answered as binary declares its length-prefixed size', () => {
+    const body = encodeResponseBody({ model: 'm', version: '1', outputs: [tensor('BYTES', ['é', 'abc'])] }, true)
+    assert.deepEqual(body.outputs[0].parameters, { binary_data_size: 4 + 2 + 4 + 3 })
   })
 
   test('64-bit integers beyond 2^53 are sent as decimal strings, without losing digits', () => {
@@ -205,8 +254,23 @@ describe('encoding v2 JSON responses', () => {
     for (const [datatype, data] of values) {
       const decoded = decodeOne(datatype, data)
       const body = encodeResponseBody({ model: 'm', version: '1', outputs: [tensor(datatype, decoded)] })
-      assert.deepEqual(body.outputs[0].data, data, datatype)
-      assert.equal(JSON.stringify(JSON.parse(JSON.stringify(body))), JSON.stringify(body), `${datatype} survives JSON`)
+      // Floats come back as the shortest text of their own precision, which reads back to the same value there.
+      const atPrecision = datatype === 'FP32' ? (v: unknown) => Math.fround(v as number) : datatype === 'FP16' ? (v: unknown) => toHalfBits(v as number) : (v: unknown) => v
+      assert.deepEqual(body.outputs[0].data?.map(atPrecision), data.map(atPrecision), datatype)
+    }
+  })
+
+  test('non-finite values are answered as "NaN", "Infinity" and "-Infinity", never null', () => {
+    const cases: Array<[V2Datatype, TensorData]> = [
+      ['FP32', Float32Array.from([NaN, Infinity, -Infinity, 1.5])],
+      ['FP64', Float64Array.from([NaN, Infinity, -Infinity, 1.5])],
+      ['FP16', Uint16Array.from([0x7e00, 0x7c00, 0xfc00, 0x3e00])]
+    ]
+    for (const [datatype, data] of cases) {
+      const body = encodeResponseBody({ model: 'm', version: '1', outputs: [tensor(datatype, data)] })
+      assert.equal(JSON.stringify(body.outputs[0].data), '["NaN","Infinity","-Infinity",1.5]', datatype)
+      const again = decodeOne(datatype, JSON.parse(JSON.stringify(body.outputs[0].data)) as unknown[])
+      assert.deepEqual([...again].map(String), [...data].map(String), `${datatype} decodes back to the same bits`)
     }
   })
 
@@ -214,6 +278,7 @@ describe('encoding v2 JSON responses', () => {
     const decoded = decodeOne('FP16', [0.1, 1 / 3])
     assert.deepEqual([...decoded], [toHalfBits(0.1), toHalfBits(1 / 3)])
     const body = encodeResponseBody({ model: 'm', version: '1', outputs: [tensor('FP16', decoded)] })
-    assert.deepEqual(body.outputs[0].data, [0.0999755859375, 0.333251953125])
+    assert.deepEqual(body.outputs[0].data, [0.1, 0.3333], 'the shortest text that reads back as the same half')
+    assert.deepEqual((body.outputs[0].data as number[]).map(toHalfBits), [toHalfBits(0.1), toHalfBits(1 / 3)])
   })
 })

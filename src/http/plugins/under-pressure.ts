@@ -1,14 +1,8 @@
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { RETRY_AFTER_SECONDS } from '../../errors.js'
+import { Unavailable } from '../../errors.js'
+import type { PressureLimits } from '../../config.js'
 import type { ServerState } from '../../lifecycle/server-state.js'
-
-export interface PressureLimits {
-  /** 0 turns a check off. */
-  readonly maxEventLoopDelayMs: number
-  readonly maxHeapUsedBytes: number
-  readonly maxRssBytes: number
-}
 
 /**
  * Refuses inference early (503 + Retry-After) when the event loop or memory is
@@ -20,11 +14,10 @@ export async function registerUnderPressure (app: FastifyInstance, limits: Press
     maxEventLoopDelay: limits.maxEventLoopDelayMs,
     maxHeapUsedBytes: limits.maxHeapUsedBytes,
     maxRssBytes: limits.maxRssBytes,
-    // A returned value is sent as the reply; undefined lets the request through.
-    pressureHandler: ((request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => {
+    // A returned value is sent as the reply (an error: through the error handler); undefined lets the request through.
+    pressureHandler: ((request: FastifyRequest, _reply: FastifyReply, type: string, value: number | undefined) => {
       if (request.routeOptions.config?.inference !== true) return undefined
-      reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS))
-      return { error: `overloaded (${type}${value === undefined ? '' : ` ${Math.round(value)}`}); retry later` }
+      return new Unavailable(`overloaded (${type}${value === undefined ? '' : ` ${Math.round(value)}`}); retry later`)
     }) as never
   })
   state.addReadinessCheck(() => (app.isUnderPressure() ? 'under pressure (event loop delay or memory above its limit)' : undefined))

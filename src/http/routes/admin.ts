@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { InvalidRequest } from '../../errors.js'
 import type { AdminSource } from '../../lifecycle/notices/admin.js'
 import type { ServerState } from '../../lifecycle/server-state.js'
+import { drainSchema } from '../schemas.js'
 
 function digest (value: string): Buffer {
   return createHash('sha256').update(value).digest()
@@ -20,9 +20,8 @@ export async function adminRoutes (app: FastifyInstance, deps: { token: string, 
     }
   })
 
-  app.post<{ Querystring: { deadline_ms?: string } }>('/admin/drain', async (request, reply) => {
+  app.post<{ Querystring: { deadline_ms?: string } }>('/admin/drain', { schema: drainSchema }, async (request, reply) => {
     const raw = request.query.deadline_ms
-    if (raw !== undefined && !/^\d{1,9}$/.test(raw)) throw new InvalidRequest('deadline_ms must be a whole number of milliseconds')
     deps.admin.trigger(raw === undefined ? undefined : Number(raw))
     return reply.code(202).send({ draining: true, phase: deps.state.phase })
   })

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify'
-import { RETRY_AFTER_SECONDS } from '../../errors.js'
 import type { ServerState } from '../../lifecycle/server-state.js'
 
 const SERVER_NAME = 'spotgate'
@@ -14,7 +13,6 @@ export async function healthRoutes (app: FastifyInstance, deps: { state: ServerS
   const ready = async (_request: unknown, reply: import('fastify').FastifyReply) => {
     const reasons = state.unreadyReasons()
     if (reasons.length === 0) return { ready: true }
-    reply.header('retry-after', String(RETRY_AFTER_SECONDS))
     return reply.code(503).send({ ready: false, reasons })
   }
   app.get('/health/ready', ready)

@@ -1,18 +1,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { InvalidRequest, RequestNotFound, RETRY_AFTER_SECONDS, Unavailable } from '../../errors.js'
+import { InvalidRequest, RequestNotFound } from '../../errors.js'
 import type { InferenceService, SubmissionOutcome } from '../../inference-service.js'
 import type { ModelRegistry } from '../../inference/model-registry.js'
-import { fingerprint } from '../../journal/request-record.js'
-import type { ServerState } from '../../lifecycle/server-state.js'
-import { idempotencyKey } from '../idempotency-key.js'
-import { v2Responses } from '../stored-response.js'
+import { rejectRefusedKey, unquotedKey } from '../idempotency-key.js'
+import { outcomeOf } from '../request-metrics.js'
+import { pollSchema } from '../schemas.js'
+import { v2Responses } from '../v2-encoder.js'
 import { BinaryBody } from '../v2-binary.js'
 import { decodeRequestBody } from '../v2-json.js'
+import { isJsonObject } from '../../json.js'
 
 export interface InferRouteDeps {
   readonly models: ModelRegistry
   readonly service: InferenceService
-  readonly state: ServerState
   readonly maxPollWaitMs: number
 }
 
@@ -34,31 +34,33 @@ function location (id: string): string {
   return `/infer/${encodeURIComponent(id)}`
 }
 
-/** Turns a service outcome into the HTTP reply of design.md §3. */
+/**
+ * Turns a service outcome into the HTTP reply the README's HTTP API describes
+ * (`X-Request-Id` and `Retry-After` are added by reply-headers.ts).
+ */
 function sendOutcome (reply: FastifyReply, id: string, outcome: SubmissionOutcome, accepted = false): FastifyReply {
-  reply.header('x-request-id', id)
   if (outcome.kind === 'answered') {
     if (outcome.replayed) reply.header('idempotent-replayed', 'true')
     if (outcome.response.headerLength !== undefined) reply.header('inference-header-content-length', String(outcome.response.headerLength))
     return reply.code(outcome.response.statusCode).type(outcome.response.contentType).send(outcome.response.body)
   }
   if (outcome.kind === 'handed_off') {
-    return reply.code(503).header('location', location(id)).header('retry-after', String(RETRY_AFTER_SECONDS))
+    return reply.code(503).header('location', location(id))
       .send({ error: 'this instance is shutting down; the request was handed to another instance', id, status: 'handed_off' })
   }
   if (accepted) reply.header('preference-applied', 'respond-async')
-  return reply.code(202).header('location', location(id)).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ id, status: outcome.state })
+  return reply.code(202).header('location', location(id)).send({ id, status: outcome.state })
 }
 
 export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): Promise<void> {
-  const { models, service, state } = deps
+  const { models, service } = deps
 
   async function infer (request: FastifyRequest, reply: FastifyReply, name: string, version: string | undefined, body: unknown) {
-    const id = idempotencyKey(request.headers['idempotency-key']) ?? request.id
-    reply.header('x-request-id', id)
-    if (state.phase !== 'ready' && state.phase !== 'draining') throw new Unavailable(`not ready: ${state.unreadyReasons().join(', ')}`)
+    // The request's id is its Idempotency-Key when it has a valid one (app.ts, genReqId).
+    rejectRefusedKey(request)
+    const id = request.id
     const model = models.resolve(name, version)
-    request.modelLabels = { model: model.name, version: model.version }
+    request.servedModel = model
     const decoded = body instanceof BinaryBody
       ? decodeRequestBody(body.header, model.signature, model.limits, body.data)
       : decodeRequestBody(body, model.signature, model.limits)
@@ -68,18 +70,19 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
       id,
       model,
       request: inferenceRequest,
-      fingerprint: fingerprint(inferenceRequest, version),
+      ...(version !== undefined && { requestedVersion: version }),
       respondAsync,
       encoder: v2Responses
     })
+    request.outcome = outcomeOf(outcome, respondAsync)
     return sendOutcome(reply, id, outcome, respondAsync && outcome.kind === 'pending')
   }
 
   const config = { inference: true }
 
   app.post('/infer', { config }, async (request, reply) => {
-    const body = (request.body instanceof BinaryBody ? request.body.header : request.body) as Record<string, unknown> | null
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidRequest('request body must be a JSON object')
+    const body = request.body instanceof BinaryBody ? request.body.header : request.body
+    if (!isJsonObject(body)) throw new InvalidRequest('request body must be a JSON object')
     if (typeof body.model !== 'string' || body.model === '') throw new InvalidRequest('model must be a non-empty string naming the model')
     return infer(request, reply, body.model, versionFromBody(body.version), request.body)
   })
@@ -90,16 +93,12 @@ export async function inferRoutes (app: FastifyInstance, deps: InferRouteDeps): 
   app.post<{ Params: ModelParams }>('/v2/models/:model/versions/:version/infer', { config }, async (request, reply) =>
     infer(request, reply, request.params.model, request.params.version, request.body))
 
-  app.get<{ Params: { id: string }, Querystring: { wait?: string } }>('/infer/:id', async (request, reply) => {
-    const id = idempotencyKey(request.params.id) as string
+  app.get<{ Params: { id: string }, Querystring: { wait?: string } }>('/infer/:id', { schema: pollSchema }, async (request, reply) => {
+    const id = unquotedKey(request.params.id) as string
     const rawWait = request.query.wait
-    let waitMs = 0
-    if (rawWait !== undefined) {
-      if (!/^\d{1,9}$/.test(rawWait)) throw new InvalidRequest('wait must be a whole number of milliseconds')
-      waitMs = Math.min(Number(rawWait), deps.maxPollWaitMs)
-    }
+    const waitMs = rawWait === undefined ? 0 : Math.min(Number(rawWait), deps.maxPollWaitMs)
     const outcome = await service.status(id, waitMs)
-    reply.header('x-request-id', id)
+    request.subjectId = id
     if (outcome === undefined) throw new RequestNotFound(`no request '${id}' (unknown or expired)`)
     return sendOutcome(reply, id, outcome)
   })

@@ -4,7 +4,7 @@ import type { TensorSpec } from '../../inference/signature.js'
 
 interface ModelParams { model: string, version?: string }
 
-function describe (spec: TensorSpec) {
+function tensorMetadata (spec: TensorSpec) {
   return { name: spec.name, datatype: spec.datatype, shape: [...spec.shape] }
 }
 
@@ -13,8 +13,8 @@ function metadata (models: ModelRegistry, model: ServedModel) {
     name: model.name,
     versions: models.versions(model.name),
     platform: 'onnxruntime_onnx',
-    inputs: model.signature.inputs.map(describe),
-    outputs: model.signature.outputs.map(describe)
+    inputs: model.signature.inputs.map(tensorMetadata),
+    outputs: model.signature.outputs.map(tensorMetadata)
   }
 }
 

@@ -1,7 +1,7 @@
 import type { InferenceRequest, InferenceResponse } from '../inference/signature.js'
 import type { StoredResponse } from '../journal/journal.js'
 import { encodeBinaryResponse } from './v2-binary.js'
-import { encodeResponseBody } from './v2-json.js'
+import { encodeResponseJson } from './v2-response.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
@@ -15,7 +15,7 @@ export interface ResponseEncoder {
 export const v2Responses: ResponseEncoder = {
   success: (response, request) => {
     if (request.binaryOutputs !== undefined) return encodeBinaryResponse(response, request.binaryOutputs)
-    return { statusCode: 200, contentType: JSON_TYPE, body: Buffer.from(JSON.stringify(encodeResponseBody(response))) }
+    return { statusCode: 200, contentType: JSON_TYPE, body: encodeResponseJson(response) }
   },
   failure: (statusCode, message) => ({ statusCode, contentType: JSON_TYPE, body: Buffer.from(JSON.stringify({ error: message })) })
 }
