@@ -13,7 +13,7 @@ function row (width: number): number[] {
 }
 
 export function jsonRequest (model: BenchModel): BenchRequest {
-  const body = { inputs: [{ name: model.input, datatype: 'FP32', shape: [1, model.inputWidth], data: row(model.inputWidth) }] }
+  const body = { inputs: [{ name: model.input, datatype: 'FP32', shape: [1, ...model.rowShape], data: row(model.inputWidth) }] }
   return { body: Buffer.from(JSON.stringify(body)), headers: { 'content-type': 'application/json' } }
 }
 
@@ -21,7 +21,7 @@ export function jsonRequest (model: BenchModel): BenchRequest {
 export function binaryRequest (model: BenchModel): BenchRequest {
   const data = Buffer.from(Float32Array.from(row(model.inputWidth)).buffer)
   const header = Buffer.from(JSON.stringify({
-    inputs: [{ name: model.input, datatype: 'FP32', shape: [1, model.inputWidth], parameters: { binary_data_size: data.length } }],
+    inputs: [{ name: model.input, datatype: 'FP32', shape: [1, ...model.rowShape], parameters: { binary_data_size: data.length } }],
     parameters: { binary_data_output: true }
   }))
   return {

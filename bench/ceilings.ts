@@ -6,6 +6,7 @@ import { runLoad, type LoadResult } from './load.js'
 import type { BenchModel } from './models.js'
 import type { OrtWorkerData, OrtWorkerMessage } from './ort-worker.js'
 import { watchCpu } from './cpu.js'
+import { withDeadline } from './deadline.js'
 import { freePort, startChild, waitFor200, watchResident } from './processes.js'
 
 // What the machine can do with nothing of spotgate in the way: the HTTP ceiling (a
@@ -37,7 +38,7 @@ export async function measureEcho (request: BenchRequest, shape: LoadShape): Pro
     const cpu = watchCpu()
     cpu.add('machine', 0)
     cpu.add('echo server', server.pid)
-    const load = await runLoad({ url: `http://127.0.0.1:${port}/echo`, method: 'POST', body: request.body, headers: request.headers, ...shape }, (pid) => cpu.add('load generator', pid))
+    const load = await runLoad({ url: `http://127.0.0.1:${port}/echo`, method: 'POST', body: request.body, headers: request.headers, ...shape }, { onStart: (pid) => cpu.add('load generator', pid) })
     cpu.stop()
     return { load, rssBytes: memory.stop(), cpu: cpu.usage(load.window) }
   } finally {
@@ -80,20 +81,20 @@ export async function measureOrt (model: BenchModel, batch: number, layout: OrtL
   const sessions = layout === 'session-per-core' ? cores : 1
   const intraOpThreads = layout === 'session-per-core' ? 1 : cores
   const workers = await Promise.all(Array.from({ length: sessions }, () =>
-    startWorker({ path: model.path, input: model.input, width: model.inputWidth, batch, intraOpThreads })))
+    withDeadline(startWorker({ path: model.path, input: model.input, rowShape: model.rowShape, batch, intraOpThreads }), 60_000, `onnxruntime session for ${model.name}`)))
   const exits = workers.map((worker) => exitOf(worker))
   const cpu = watchCpu()
   cpu.add('machine', 0)
   cpu.add('bench', process.pid)
   const startUs = Number(process.hrtime.bigint() / 1000n)
   try {
-    const results = await Promise.all(workers.map((worker) => new Promise<{ runs: number, elapsedMs: number }>((resolve, reject) => {
+    const results = await withDeadline(Promise.all(workers.map((worker) => new Promise<{ runs: number, elapsedMs: number }>((resolve, reject) => {
       worker.once('error', reject)
       worker.once('message', (message: OrtWorkerMessage) => {
         if (message.type === 'done') resolve(message)
       })
       worker.postMessage({ durationMs: seconds * 1000 })
-    })))
+    }))), seconds * 1000 + 30_000, `onnxruntime ${model.name} batch ${batch}`)
     const runs = results.reduce((sum, r) => sum + r.runs, 0)
     const elapsedSeconds = Math.max(...results.map((r) => r.elapsedMs)) / 1000
     const msPerRun = results.reduce((sum, r) => sum + r.elapsedMs / r.runs, 0) / results.length

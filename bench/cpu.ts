@@ -38,15 +38,31 @@ export interface CpuSample { readonly atUs: number, readonly seconds: Record<str
  */
 export function watchCpu (everyMs = 200): {
   add: (name: string, pid: number, tid?: number) => void
+  /** One name for the sum of several threads of a process (e.g. its model workers). */
+  addThreads: (name: string, pid: number, tids: readonly number[]) => void
+  /** One name for the sum of several processes (e.g. the gateway and its model instance processes). */
+  addProcesses: (name: string, pids: readonly number[]) => void
   stop: () => void
   /** Percent of one core each used within the window; interpolated between samples. */
   usage: (window: { startUs: number, endUs: number }) => Record<string, number>
 } {
-  const targets = new Map<string, { pid: number, tid?: number }>()
+  const targets = new Map<string, { pid: number, tids?: readonly number[], pids?: readonly number[] }>()
   const samples: CpuSample[] = []
+  const read = (pid: number, tids: readonly number[] | undefined): number | undefined => {
+    if (tids === undefined) return cpuSeconds(pid)
+    let sum = 0
+    for (const tid of tids) {
+      const seconds = cpuSeconds(pid, tid)
+      if (seconds === undefined) return undefined
+      sum += seconds
+    }
+    return sum
+  }
   const sample = (): void => {
     const seconds: Record<string, number | undefined> = {}
-    for (const [name, { pid, tid }] of targets) seconds[name] = cpuSeconds(pid, tid)
+    for (const [name, { pid, tids, pids }] of targets) {
+      seconds[name] = pids === undefined ? read(pid, tids) : pids.reduce((sum: number | undefined, p) => (sum === undefined ? undefined : sum + (cpuSeconds(p) ?? 0)), 0)
+    }
     samples.push({ atUs: Number(process.hrtime.bigint() / 1000n), seconds })
   }
   const timer = setInterval(sample, everyMs)
@@ -60,7 +76,9 @@ export function watchCpu (everyMs = 200): {
     return (a.seconds[name] as number) + f * ((b.seconds[name] as number) - (a.seconds[name] as number))
   }
   return {
-    add: (name, pid, tid) => { targets.set(name, { pid, ...(tid !== undefined && { tid }) }); sample() },
+    add: (name, pid, tid) => { targets.set(name, { pid, ...(tid !== undefined && { tids: [tid] }) }); sample() },
+    addThreads: (name, pid, tids) => { targets.set(name, { pid, tids }); sample() },
+    addProcesses: (name, pids) => { targets.set(name, { pid: pids[0], pids }); sample() },
     stop: () => { sample(); clearInterval(timer) },
     usage: (window) => {
       const result: Record<string, number> = {}

@@ -1,12 +1,14 @@
+import { readdirSync, readFileSync } from 'node:fs'
 import type { BenchRequest } from './bodies.js'
 import type { LoadShape } from './ceilings.js'
-import { sumSamples } from '../scripts/lib/process.js'
-import { startGateway } from './gateway.js'
+import { startGateway, type RunningGateway } from './gateway.js'
+import { batchingOf, breakdownOf, samplesBetween, type Batching, type Breakdown, type Samples } from './gateway-metrics.js'
 import { runLoad, type LoadResult } from './load.js'
 import type { BenchModel } from './models.js'
 import { watchCpu } from './cpu.js'
 import { watchResident } from './processes.js'
-import { startRedis } from './redis.js'
+import { startBesideBatch } from './batch-beside.js'
+import { startJournal } from './redis.js'
 
 // spotgate itself, end to end: a real gateway process (and, with the Redis journal,
 // a redis-server of its own), under the same load as the ceilings.
@@ -16,8 +18,26 @@ export interface Scenario {
   readonly label: string
   readonly model: BenchModel
   readonly request: BenchRequest
-  readonly journal: 'redis' | 'in-process'
+  /** `redis`: one redis-server; `cluster`: a Redis Cluster of three primaries with a replica each. */
+  readonly journal: 'redis' | 'cluster' | 'in-process'
   readonly encoding: 'json' | 'binary'
+  /** Gateway settings of this run, e.g. MODEL_ISOLATION. */
+  readonly env?: Record<string, string>
+  /** Lines of a batch job (copies of the JSON request) that runs beside the online load. */
+  readonly batchLines?: number
+}
+
+/** The child processes of `pid` (a gateway's model instances with MODEL_ISOLATION=process). */
+function childProcesses (pid: number): number[] {
+  const children: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry))
+    } catch {}
+  }
+  return children
 }
 
 export interface ScenarioResult {
@@ -30,53 +50,20 @@ export interface ScenarioResult {
   /** GET /health/ready probed at a steady rate during the measured window. */
   readonly health: LoadResult
   readonly rssBytes: number | undefined
-  /** Mean rows per onnxruntime run, from spotgate_batch_size. */
+  /** Mean rows per onnxruntime run in the measured window, from spotgate_batch_size. */
   readonly meanBatchSize: number | undefined
   /** Percent of one core each process used in the measured window (the machine has cores × 100). */
   readonly cpu: Record<string, number>
-  /** Where a request's time went, from the gateway's own histograms (whole run, warm-up included). */
+  /** Seconds from the /metrics scrape at the window's start to the window's end: the span the gateway's figures below cover. */
+  readonly metricsWindowSeconds: number
+  /** Where a request's time went, from the gateway's own histograms (measured window). */
   readonly breakdown: Breakdown
-}
-
-export interface Breakdown {
-  /** Mean of spotgate_request_duration_seconds: onRequest to reply, in ms. */
-  readonly serverMs?: number
-  /** Mean time a request waited in the batcher. */
-  readonly queueMs?: number
-  /** Mean onnxruntime run time seen by a request (its batch's run). */
-  readonly inferenceMs?: number
-  /** Journal script calls: how many, their mean time, and requests per call (group commit). */
-  readonly accept?: { readonly calls: number, readonly meanMs: number, readonly requestsPerCall: number }
-  readonly complete?: { readonly calls: number, readonly meanMs: number, readonly requestsPerCall: number }
-}
-
-function mean (samples: Map<string, number>, name: string, ...labels: string[]): { sum: number, count: number } | undefined {
-  const count = sumSamples(samples, `${name}_count`, ...labels)
-  return count === 0 ? undefined : { sum: sumSamples(samples, `${name}_sum`, ...labels), count }
-}
-
-function breakdownOf (samples: Map<string, number>): Breakdown {
-  const ms = (name: string): number | undefined => {
-    const m = mean(samples, name)
-    return m === undefined ? undefined : (1000 * m.sum) / m.count
-  }
-  const requests = sumSamples(samples, 'spotgate_requests_total')
-  const journal = (op: string) => {
-    const m = mean(samples, 'spotgate_journal_duration_seconds', `op="${op}"`)
-    return m === undefined ? undefined : { calls: m.count, meanMs: (1000 * m.sum) / m.count, requestsPerCall: requests / m.count }
-  }
-  const accept = journal('accept')
-  const complete = journal('complete')
-  const serverMs = ms('spotgate_request_duration_seconds')
-  const queueMs = ms('spotgate_queue_duration_seconds')
-  const inferenceMs = ms('spotgate_inference_duration_seconds')
-  return {
-    ...(serverMs !== undefined && { serverMs }),
-    ...(queueMs !== undefined && { queueMs }),
-    ...(inferenceMs !== undefined && { inferenceMs }),
-    ...(accept !== undefined && { accept }),
-    ...(complete !== undefined && { complete })
-  }
+  /** Rows per run and how busy the model workers were (measured window). */
+  readonly batching: Batching
+  /** With a batch beside the load: its lines committed per second in the measured window. */
+  readonly batchLinesPerSecond?: number
+  /** One redis-server: microseconds it spent executing each command in the measured window (INFO commandstats). */
+  readonly redisCommandUsec?: Record<string, number>
 }
 
 export interface GatewayRunOptions {
@@ -90,30 +77,55 @@ export interface GatewayRunOptions {
 }
 
 export async function measureScenario (scenario: Scenario, options: GatewayRunOptions): Promise<ScenarioResult> {
-  const redis = scenario.journal === 'redis' ? await startRedis() : undefined
+  const redis = scenario.journal === 'in-process' ? undefined : await startJournal(scenario.journal)
   try {
     const gateway = await startGateway({
       repo: scenario.model.repo,
-      ...(redis !== undefined && { redisUrl: redis.url }),
       ...(options.nodeArgs !== undefined && { nodeArgs: options.nodeArgs }),
-      ...(options.env !== undefined && { env: options.env })
+      env: { ...redis?.env, ...scenario.env, ...options.env }
     })
     try {
       const memory = watchResident(gateway.pid)
+      const workers = await gateway.workerThreads()
       const cpu = watchCpu()
       cpu.add('machine', 0)
-      cpu.add('gateway', gateway.pid)
+      // With MODEL_ISOLATION=process the model instances are child processes: the server is all of them.
+      const instances = childProcesses(gateway.pid)
+      cpu.addProcesses('gateway', [gateway.pid, ...instances])
       cpu.add('gateway main thread', gateway.pid, gateway.pid)
-      if (redis?.pid !== undefined) cpu.add('redis-server', redis.pid)
+      if (instances.length > 0) cpu.addProcesses('model workers', instances)
+      else if (workers.length > 0) cpu.addThreads('model workers', gateway.pid, workers)
+      if (redis !== undefined && redis.pids.length > 0) cpu.addProcesses('redis-server', redis.pids)
+      if (redis !== undefined && redis.replicaPids.length > 0) cpu.addProcesses('redis replicas', redis.replicaPids)
       const { shape } = options
+      const batch = scenario.batchLines === undefined ? undefined : await startBesideBatch(gateway.url, scenario.model.name, scenario.request.body, scenario.batchLines)
+      let batchAtStart: Promise<{ lines: number, at: number }> | undefined
+      let atWindowStart: Promise<{ samples: Samples, atUs: number }> | undefined
+      let commandStatsReset: Promise<void> | undefined
       const [load, health] = await Promise.all([
-        runLoad({ url: `${gateway.url}/v2/models/${scenario.model.name}/infer`, method: 'POST', body: scenario.request.body, headers: scenario.request.headers, ...shape }, (pid) => cpu.add('load generator', pid)),
+        runLoad({ url: `${gateway.url}/v2/models/${scenario.model.name}/infer`, method: 'POST', body: scenario.request.body, headers: scenario.request.headers, ...shape }, {
+          onStart: (pid) => cpu.add('load generator', pid),
+          onWindowStart: () => {
+            atWindowStart = scrapeAt(gateway)
+            commandStatsReset = redis?.resetCommandStats()
+            if (batch !== undefined) batchAtStart = batch.completed().then((lines) => ({ lines, at: Date.now() }))
+          }
+        }),
         runLoad({ url: `${gateway.url}/health/ready`, connections: 1, ratePerSecond: options.healthRate, delayMs: shape.warmupSeconds * 1000, warmupSeconds: 0, durationSeconds: shape.durationSeconds })
       ])
+      const batchAtEnd = batch === undefined ? undefined : { lines: await batch.completed(), at: Date.now() }
+      await commandStatsReset
+      const redisCommandUsec = scenario.journal === 'redis' ? await redis?.commandStats() : undefined
       cpu.stop()
       const rssBytes = memory.stop()
-      const samples = await gateway.scrape()
-      const batches = mean(samples, 'spotgate_batch_size')
+      const batchStart = await batchAtStart
+      const batchLinesPerSecond = batchAtEnd !== undefined && batchStart !== undefined ? (batchAtEnd.lines - batchStart.lines) / ((batchAtEnd.at - batchStart.at) / 1000) : undefined
+      if (atWindowStart === undefined) throw new Error('the load generator never reported the start of its measured window')
+      const start = await atWindowStart
+      const inWindow = samplesBetween(start.samples, await gateway.scrape())
+      // Runs still in flight when the load stopped finish after the window; a few batches at most.
+      const metricsWindowSeconds = (load.window.endUs - start.atUs) / 1e6
+      const batching = batchingOf(inWindow, metricsWindowSeconds, instances.length > 0 ? instances.length : workers.length)
       return {
         id: scenario.id,
         label: scenario.label,
@@ -123,9 +135,13 @@ export async function measureScenario (scenario: Scenario, options: GatewayRunOp
         load,
         health,
         rssBytes,
-        meanBatchSize: batches === undefined ? undefined : batches.sum / batches.count,
+        meanBatchSize: batching.meanRowsPerRun,
+        ...(batchLinesPerSecond !== undefined && { label: `${scenario.label} (the batch beside it: ${Math.round(batchLinesPerSecond)} lines/s)`, batchLinesPerSecond }),
         cpu: cpu.usage(load.window),
-        breakdown: breakdownOf(samples)
+        metricsWindowSeconds,
+        breakdown: breakdownOf(inWindow),
+        batching,
+        ...(redisCommandUsec !== undefined && { redisCommandUsec })
       }
     } finally {
       await gateway.stop()
@@ -133,4 +149,11 @@ export async function measureScenario (scenario: Scenario, options: GatewayRunOp
   } finally {
     await redis?.stop()
   }
+}
+
+/** A /metrics scrape stamped (monotonic clock, µs) halfway between asking and hearing back. */
+async function scrapeAt (gateway: RunningGateway): Promise<{ samples: Samples, atUs: number }> {
+  const asked = process.hrtime.bigint()
+  const samples = await gateway.scrape()
+  return { samples, atUs: Number((asked + process.hrtime.bigint()) / 2000n) }
 }

@@ -1,33 +1,20 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { gatewayEnvironment } from '../scripts/lib/gateway-env.js'
+import { GATEWAY_ENTRY as ENTRY } from '../scripts/lib/paths.js'
 import { parseSamples } from '../scripts/lib/process.js'
 import { freePort, startChild, waitFor200, type Child } from './processes.js'
 
-/** The compiled entry, as package.json's `bin` names it. */
-const ENTRY = fileURLToPath(new URL('../src/main.js', import.meta.url))
-
-/** Every variable the gateway reads, so a developer's shell cannot change what the bench measures. */
-const GATEWAY_VARIABLES = new Set([
-  'HOST', 'PORT', 'MODEL_REPOSITORY', 'REDIS_URL', 'REDIS_COMMAND_TIMEOUT_MS', 'JOURNAL_NAMESPACE', 'INSTANCE_ID',
-  'EXECUTION_PROVIDERS', 'CUDA_DEVICE_ID', 'MODEL_INSTANCES', 'INTRA_OP_THREADS', 'MAX_BATCH_SIZE',
-  'MAX_QUEUE_DELAY_US', 'MAX_QUEUE_SIZE', 'PREEMPTION_SOURCES', 'AWS_METADATA_URL', 'GCP_METADATA_URL',
-  'AZURE_METADATA_URL', 'NOTICE_POLL_INTERVAL_MS', 'AWS_REBALANCE_DRAINS', 'DRAIN_GRACE_MS', 'DRAIN_TIMEOUT_MS',
-  'DRAIN_SAFETY_MARGIN_MS', 'LEASE_TTL_MS', 'REPLAY_CONCURRENCY', 'REPLAY_MAX_ATTEMPTS', 'RESULT_TTL_S',
-  'IDEMPOTENCY_WAIT_MS', 'MAX_POLL_WAIT_MS', 'ADMIN_TOKEN', 'MAX_BODY_BYTES', 'KEEP_ALIVE_TIMEOUT_MS',
-  'PRESSURE_MAX_EVENT_LOOP_DELAY_MS', 'PRESSURE_MAX_HEAP_BYTES', 'PRESSURE_MAX_RSS_BYTES', 'LOG_LEVEL',
-  'NODE_OPTIONS'
-])
-
 export interface GatewayOptions {
   readonly repo: string
-  /** Unset: the in-process journal. */
-  readonly redisUrl?: string
   /** Node flags before the entry, e.g. --cpu-prof. */
   readonly nodeArgs?: readonly string[]
   readonly env?: Record<string, string>
 }
+
+const THREAD_MARKER = fileURLToPath(new URL('./thread-marker.js', import.meta.url))
 
 export interface RunningGateway {
   readonly url: string
@@ -35,6 +22,8 @@ export interface RunningGateway {
   readonly child: Child
   /** /metrics, parsed: `name{labels}` → value (read with sumSamples). */
   scrape: () => Promise<Map<string, number>>
+  /** OS thread ids of the gateway's worker threads (its model instances) started so far. */
+  workerThreads: () => Promise<number[]>
   /** SIGTERM: the gateway drains (no grace period) and exits, writing any --cpu-prof profile. */
   stop: () => Promise<void>
 }
@@ -43,9 +32,9 @@ export interface RunningGateway {
 export async function startGateway (options: GatewayOptions): Promise<RunningGateway> {
   const port = await freePort()
   const cwd = await mkdtemp(join(tmpdir(), 'spotgate-bench-cwd-'))
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !GATEWAY_VARIABLES.has(key)) env[key] = value
-  Object.assign(env, {
+  const markers = join(cwd, 'threads')
+  await mkdir(markers)
+  const env = gatewayEnvironment({
     HOST: '127.0.0.1',
     PORT: String(port),
     MODEL_REPOSITORY: options.repo,
@@ -54,11 +43,11 @@ export async function startGateway (options: GatewayOptions): Promise<RunningGat
     LOG_LEVEL: 'warn',
     DRAIN_GRACE_MS: '0',
     DRAIN_TIMEOUT_MS: '5000',
-    ...(options.redisUrl !== undefined && { REDIS_URL: options.redisUrl }),
-    ...options.env
+    ...options.env,
+    BENCH_THREAD_MARKERS: markers
   })
-  // cwd is an empty directory, so no stray .env is read.
-  const child = startChild(process.execPath, [...(options.nodeArgs ?? []), ENTRY], { cwd, env })
+  // cwd holds no .env, so no stray settings are read.
+  const child = startChild(process.execPath, ['--import', THREAD_MARKER, ...(options.nodeArgs ?? []), ENTRY], { cwd, env })
   const url = `http://127.0.0.1:${port}`
   try {
     await waitFor200(`${url}/health/ready`, child)
@@ -72,6 +61,7 @@ export async function startGateway (options: GatewayOptions): Promise<RunningGat
     pid: child.pid,
     child,
     scrape: async () => parseSamples(await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
+    workerThreads: async () => (await readdir(markers)).map(Number),
     stop: async () => {
       await child.stop(15_000)
       await rm(cwd, { recursive: true, force: true })

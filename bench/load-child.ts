@@ -1,6 +1,6 @@
 // A load generator in a process of its own, so the client's event loop never shares a
-// thread with the bench's other probes. Reads a LoadSpec as JSON on stdin, writes one
-// LoadResult as JSON on stdout.
+// thread with the bench's other probes. Reads a LoadSpec as JSON on stdin, writes a
+// line on stdout when the measured window starts, then the LoadResult as JSON.
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { summarise, type LoadResult, type LoadSpec } from './load.js'
@@ -44,6 +44,7 @@ if (spec.warmupSeconds > 0) await fire(spec, body, spec.warmupSeconds, undefined
 const latencies: number[] = []
 // The monotonic clock --cpu-prof stamps its samples with, so a profile can be cut to this window.
 const started = process.hrtime.bigint()
+process.stdout.write(`${JSON.stringify({ event: 'window-start' })}\n`)
 const result = await fire(spec, body, spec.durationSeconds, latencies)
 const ended = process.hrtime.bigint()
 const elapsedSeconds = Number(ended - started) / 1e9

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { withDeadline } from './deadline.js'
 
 // HTTP load runs: autocannon in a child process (load-child.ts), so the load and the
 // health probe each have their own event loop and neither delays the other's timing.
@@ -76,8 +77,18 @@ export function summarise (raw: { ok: number, non2xx: number, errors: number, ti
   }
 }
 
-/** Runs one load in a child process and resolves with what it measured; `onStart` learns the child's pid. */
-export function runLoad (request: LoadRequest, onStart?: (pid: number) => void): Promise<LoadResult> {
+export interface LoadEvents {
+  /** Learns the load generator's pid, e.g. to watch its CPU. */
+  readonly onStart?: (pid: number) => void
+  /** Called when the warm-up is over and the measured window begins. */
+  readonly onWindowStart?: () => void
+}
+
+/** Beyond its own delay, warm-up and duration, how long a load run may take (start-up, the last answers, writing the result). */
+const LOAD_SLACK_MS = 30_000
+
+/** Runs one load in a child process and resolves with what it measured. */
+export function runLoad (request: LoadRequest, events: LoadEvents = {}): Promise<LoadResult> {
   const spec: LoadSpec = {
     url: request.url,
     method: request.method ?? (request.body === undefined ? 'GET' : 'POST'),
@@ -89,22 +100,34 @@ export function runLoad (request: LoadRequest, onStart?: (pid: number) => void):
     warmupSeconds: request.warmupSeconds,
     durationSeconds: request.durationSeconds
   }
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'pipe'] })
-    if (child.pid !== undefined) onStart?.(child.pid)
+  const child = spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const finished = new Promise<LoadResult>((resolve, reject) => {
+    if (child.pid !== undefined) events.onStart?.(child.pid)
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8') })
+    let result: string | undefined
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8')
+      let newline: number
+      while ((newline = stdout.indexOf('\n')) !== -1) {
+        const line = stdout.slice(0, newline)
+        stdout = stdout.slice(newline + 1)
+        if (line.startsWith('{"event":"window-start"')) events.onWindowStart?.()
+        else if (line !== '') result = line
+      }
+    })
     child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8') })
     child.once('error', reject)
     child.once('close', (code) => {
       if (code !== 0) return reject(new Error(`load generator exited with ${code}: ${stderr.trim().slice(-2000)}`))
       try {
-        resolve(JSON.parse(stdout) as LoadResult)
+        resolve(JSON.parse(result ?? stdout) as LoadResult)
       } catch (error) {
         reject(new Error(`load generator wrote no result (${(error as Error).message}): ${stderr.trim().slice(-2000)}`))
       }
     })
     child.stdin.end(JSON.stringify(spec))
   })
+  const boundMs = spec.delayMs + (spec.warmupSeconds + spec.durationSeconds) * 1000 + LOAD_SLACK_MS
+  return withDeadline(finished, boundMs, `load run against ${spec.url}`, () => child.kill('SIGKILL'))
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { MLP_LAYERS, writeClassifier, writeMlp } from '../scripts/models/catalog.js'
+import { MLP_LAYERS, TEXT_DIRECTION_SIZE, writeClassifier, writeMlp, writeTextDirection } from '../scripts/models/catalog.js'
 
-// The two models the bench serves, each in a repository of its own so a gateway run
+// The models the bench serves, each in a repository of its own so a gateway run
 // loads (and spends memory on) only the model it measures.
 
 export interface BenchModel {
@@ -12,15 +12,31 @@ export interface BenchModel {
   readonly path: string
   readonly input: string
   readonly output: string
+  /** Shape of one row of the input, the batch dimension left out. */
+  readonly rowShape: readonly number[]
+  /** Elements in one row of the input. */
   readonly inputWidth: number
   readonly outputWidth: number
 }
 
-export async function writeBenchModels (root: string): Promise<{ tiny: BenchModel, mlp: BenchModel }> {
+export interface BenchModels {
+  readonly tiny: BenchModel
+  readonly mlp: BenchModel
+  /** PaddleOCR's text-direction classifier: a real MobileNetV3 CNN, one 48×192 RGB crop per row. */
+  readonly cnn: BenchModel
+}
+
+function model (fields: Omit<BenchModel, 'inputWidth'>): BenchModel {
+  return { ...fields, inputWidth: fields.rowShape.reduce((a, b) => a * b, 1) }
+}
+
+export async function writeBenchModels (root: string): Promise<BenchModels> {
   const tinyRepo = join(root, 'tiny')
   const mlpRepo = join(root, 'mlp')
+  const cnnRepo = join(root, 'cnn')
   return {
-    tiny: { name: 'classifier', repo: tinyRepo, path: await writeClassifier(tinyRepo, 1), input: 'input', output: 'probabilities', inputWidth: 4, outputWidth: 3 },
-    mlp: { name: 'mlp', repo: mlpRepo, path: await writeMlp(mlpRepo), input: 'input', output: 'logits', inputWidth: MLP_LAYERS[0], outputWidth: MLP_LAYERS[MLP_LAYERS.length - 1] }
+    tiny: model({ name: 'classifier', repo: tinyRepo, path: await writeClassifier(tinyRepo, 1), input: 'input', output: 'probabilities', rowShape: [4], outputWidth: 3 }),
+    mlp: model({ name: 'mlp', repo: mlpRepo, path: await writeMlp(mlpRepo), input: 'input', output: 'logits', rowShape: [MLP_LAYERS[0]], outputWidth: MLP_LAYERS[MLP_LAYERS.length - 1] }),
+    cnn: model({ name: 'text_direction', repo: cnnRepo, path: await writeTextDirection(cnnRepo), input: 'x', output: 'softmax_0.tmp_0', rowShape: [3, ...TEXT_DIRECTION_SIZE], outputWidth: 2 })
   }
 }

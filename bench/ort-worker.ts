@@ -7,7 +7,8 @@ import ort from 'onnxruntime-node'
 export interface OrtWorkerData {
   readonly path: string
   readonly input: string
-  readonly width: number
+  /** One row's shape, the batch dimension left out. */
+  readonly rowShape: readonly number[]
   readonly batch: number
   readonly intraOpThreads: number
 }
@@ -26,9 +27,10 @@ const session = await ort.InferenceSession.create(init.path, {
   interOpNumThreads: 1,
   graphOptimizationLevel: 'all'
 })
-const data = new Float32Array(init.batch * init.width)
+const rowWidth = init.rowShape.reduce((a, b) => a * b, 1)
+const data = new Float32Array(init.batch * rowWidth)
 for (let i = 0; i < data.length; i++) data[i] = ((i * 7919) % 2000 - 1000) / 1000
-const feeds = { [init.input]: new ort.Tensor('float32', data, [init.batch, init.width]) }
+const feeds = { [init.input]: new ort.Tensor('float32', data, [init.batch, ...init.rowShape]) }
 for (let i = 0; i < 20; i++) await session.run(feeds)
 port.postMessage({ type: 'ready' } satisfies OrtWorkerMessage)
 
