@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// npm run chaos -- [--duration-s 30] [--instances 3] [--concurrency 16] [--seed N] [--json out.json]
-// A self-contained fleet on this machine (its own redis-server and gateways on 127.0.0.1),
-// load with idempotency keys and retries, SIGKILLs and SIGTERMs under load. Exit 1 when
-// any request was lost or answered wrongly; 130 when interrupted.
+// npm run chaos -- [--duration-s 30] [--instances 3] [--concurrency 16] [--seed N] [--balancer haproxy|client] [--redis single|cluster|sentinel] [--json out.json]
+// A self-contained fleet on this machine (its own redis-server, gateways and HAProxy on
+// 127.0.0.1), load with idempotency keys and retries, SIGKILLs and SIGTERMs under load;
+// with --redis cluster or sentinel, a Redis primary SIGKILLed mid-run as well.
+// Exit 1 when any request was lost or answered wrongly; 130 when interrupted.
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { runChaos } from './chaos/run.js'
+import { REDIS_MODES, type RedisMode } from './lib/redis-deployment.js'
 import { formatReport, passed } from './chaos/report.js'
 
-const USAGE = 'usage: chaos [--duration-s 30] [--instances 3] [--concurrency 16] [--seed N] [--interval-s 3.5] [--settle-s 20] [--spin-share 0.3] [--lease-ttl-ms 1500] [--log-dir DIR] [--json out.json] [--quiet]'
+const USAGE = 'usage: chaos [--duration-s 30] [--instances 3] [--concurrency 16] [--seed N] [--interval-s 3.5] [--min-events N] [--settle-s 20] [--spin-share 0.3] [--batch-lines 800] [--lease-ttl-ms 1500] [--balancer haproxy|client] [--redis single|cluster|sentinel] [--min-replicas N] [--redis-kill-at-s S] [--redis-link-loss-ms 300] [--async-share 0.2] [--log-dir DIR] [--json out.json] [--quiet]'
 
 function number (name: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined
@@ -29,9 +31,17 @@ function parse () {
       concurrency: { type: 'string' },
       seed: { type: 'string' },
       'interval-s': { type: 'string' },
+      'min-events': { type: 'string' },
       'settle-s': { type: 'string' },
       'spin-share': { type: 'string' },
+      'batch-lines': { type: 'string' },
       'lease-ttl-ms': { type: 'string' },
+      balancer: { type: 'string' },
+      redis: { type: 'string' },
+      'min-replicas': { type: 'string' },
+      'redis-kill-at-s': { type: 'string' },
+      'redis-link-loss-ms': { type: 'string' },
+      'async-share': { type: 'string' },
       'log-dir': { type: 'string' },
       json: { type: 'string' },
       quiet: { type: 'boolean', default: false },
@@ -50,15 +60,31 @@ if (args.values.help) {
   process.exit(0)
 }
 const v = args.values
+if (v.balancer !== undefined && v.balancer !== 'haproxy' && v.balancer !== 'client') {
+  process.stderr.write(`chaos: --balancer must be haproxy or client\n${USAGE}\n`)
+  process.exit(2)
+}
+if (v.redis !== undefined && !(REDIS_MODES as readonly string[]).includes(v.redis)) {
+  process.stderr.write(`chaos: --redis must be one of ${REDIS_MODES.join(', ')}\n${USAGE}\n`)
+  process.exit(2)
+}
 const options = Object.fromEntries(Object.entries({
   durationS: number('duration-s', v['duration-s'], 1, 3600),
   instances: number('instances', v.instances, 2, 32),
   concurrency: number('concurrency', v.concurrency, 1, 1024),
   seed: number('seed', v.seed, 0, 2 ** 31 - 1),
   intervalS: number('interval-s', v['interval-s'], 0.5, 3600),
+  minEvents: number('min-events', v['min-events'], 0, 1000),
   settleS: number('settle-s', v['settle-s'], 1, 600),
   spinShare: number('spin-share', v['spin-share'], 0, 1),
+  batchLines: number('batch-lines', v['batch-lines'], 0, 1_000_000),
   leaseTtlMs: number('lease-ttl-ms', v['lease-ttl-ms'], 500, 60_000),
+  balancer: v.balancer as 'haproxy' | 'client' | undefined,
+  redis: v.redis as RedisMode | undefined,
+  minReplicas: number('min-replicas', v['min-replicas'], 0, 2),
+  redisKillAtS: number('redis-kill-at-s', v['redis-kill-at-s'], 0, 3600),
+  redisLinkLossMs: number('redis-link-loss-ms', v['redis-link-loss-ms'], 0, 5000),
+  asyncShare: number('async-share', v['async-share'], 0, 1),
   logDir: v['log-dir']
 }).filter(([, value]) => value !== undefined))
 

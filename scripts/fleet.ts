@@ -1,4 +1,4 @@
-// Usage: npm run fleet [-- --instances 3] [--port 8080] [--preempt [--duration 12] [--concurrency 9]]
+// Usage: npm run fleet [-- --instances 3] [--port 8080] [--preempt [--duration 12] [--concurrency 9] [--runs 1]]
 //
 // The docker-compose.yml topology without Docker, on 127.0.0.1: redis-server (AOF on),
 // N gateways sharing its journal, a fake EC2 metadata service per gateway (so a
@@ -8,7 +8,8 @@
 // --preempt: sends a bounded load through HAProxy (every request with an
 // Idempotency-Key, from a client that polls its Location like a real one), gives one
 // gateway an AWS spot notice halfway through, prints what happened, stops everything
-// and exits 0, or 1 when a request was lost or failed.
+// and exits 0, or 1 when a request was lost or failed. --runs N repeats the whole
+// scenario N times on fresh fleets and ends with a summary of all runs.
 //
 // Needs redis-server and haproxy (Debian: apt-get install -y redis-server haproxy).
 // Gateway variables in the environment (DRAIN_GRACE_MS, LOG_LEVEL...) override the
@@ -30,18 +31,21 @@ const { values } = parseArgs({
     preempt: { type: 'boolean', default: false },
     duration: { type: 'string', default: '12' },
     concurrency: { type: 'string', default: '9' },
+    runs: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
 if (values.help) {
-  console.log('usage: npm run fleet [-- --instances N] [--port P] [--preempt [--duration S] [--concurrency C]]')
+  console.log('usage: npm run fleet [-- --instances N] [--port P] [--preempt [--duration S] [--concurrency C] [--runs N]]')
   process.exit(0)
 }
 const instances = positiveInteger('instances', values.instances, 1, 16)
 const durationMs = positiveInteger('duration', values.duration, 4, 120) * 1000
 const concurrency = positiveInteger('concurrency', values.concurrency, 1, 256)
 const port = values.port === undefined ? undefined : positiveInteger('port', values.port, 1, 65535)
+const runs = positiveInteger('runs', values.runs, 1, 1000)
 if (values.preempt && instances < 2) fail('--preempt needs at least 2 instances: one to preempt, one to replay its work')
+if (runs > 1 && !values.preempt) fail('--runs repeats --preempt; add --preempt')
 
 const missing = missingPackages()
 if (missing.length > 0) fail(`${missing.join(' and ')} not found; install with: sudo apt-get install -y ${missing.join(' ')}`)
@@ -50,16 +54,10 @@ if (missing.length > 0) fail(`${missing.join(' and ')} not found; install with: 
 // and a drain has queued work to hand off (catalog.ts: ~3.9 ms per 1000 iterations).
 const SPIN_ITERATIONS = 5000
 
-const dir = await mkdtemp(join(tmpdir(), 'spotgate-fleet-'))
-const modelRepository = join(dir, 'models')
-await writeSampleRepository(modelRepository)
-await writeSpin(modelRepository)
-
 const started = Date.now()
 const stamp = (): string => `[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s]`
 const say = (line: string): void => console.log(`${stamp()} ${line}`)
 
-say(`starting redis-server, ${instances} gateways and haproxy (logs in ${dir})`)
 let fleet: Fleet | undefined
 let stopping = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -75,27 +73,52 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-try {
-  fleet = await startFleet({ instances, dir, modelRepository, port })
-} catch (error) {
-  fail((error as Error).message)
-}
-printWhere(fleet)
-
 if (!values.preempt) {
+  const { dir, modelRepository } = await prepareRun()
+  say(`starting redis-server, ${instances} gateways and haproxy (logs in ${dir})`)
+  fleet = await startFleet({ instances, dir, modelRepository, port }).catch((error: Error) => fail(error.message))
+  printWhere(fleet)
   say('running; Ctrl-C stops everything')
   await new Promise(() => {})
 }
 
-const ok = await preempt(fleet)
-say('stopping everything')
-stopping = true
-await fleet.stop()
-// The run directory is kept when something went wrong: the gateways' logs say what.
-if (ok) await rm(dir, { recursive: true, force: true })
-else say(`logs kept in ${dir}`)
+const outcomes: PreemptOutcome[] = []
+for (let run = 1; run <= runs && !stopping; run++) {
+  const { dir, modelRepository } = await prepareRun()
+  say(`${runs > 1 ? `run ${run} of ${runs}: ` : ''}starting redis-server, ${instances} gateways and haproxy (logs in ${dir})`)
+  const current = fleet = await startFleet({ instances, dir, modelRepository, port }).catch((error: Error) => fail(error.message))
+  if (runs === 1) printWhere(current)
+  const outcome = await preempt(current)
+  outcomes.push(outcome)
+  say('stopping everything')
+  await current.stop()
+  // The run directory is kept when something went wrong: the gateways' logs say what.
+  if (outcome.ok) await rm(dir, { recursive: true, force: true })
+  else say(`logs kept in ${dir}`)
+}
 say('stopped')
-process.exit(ok ? 0 : 1)
+if (runs > 1) printSummary(outcomes)
+process.exit(outcomes.length === runs && outcomes.every((o) => o.ok) ? 0 : 1)
+
+/** A fresh run directory with the sample models and the spin model the load uses. */
+async function prepareRun (): Promise<{ dir: string, modelRepository: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'spotgate-fleet-'))
+  const modelRepository = join(dir, 'models')
+  await writeSampleRepository(modelRepository)
+  await writeSpin(modelRepository)
+  return { dir, modelRepository }
+}
+
+function printSummary (all: readonly PreemptOutcome[]): void {
+  const total = (key: 'sent' | 'answered' | 'lost' | 'failed' | 'handedOff' | 'replayed'): number => all.reduce((sum, o) => sum + o[key], 0)
+  const passedRuns = all.filter((o) => o.ok).length
+  console.log(`\n  ${all.length} preemption runs under load: ${passedRuns} passed, ${all.length - passedRuns} failed`)
+  console.log(`    requests sent ${total('sent')}, answered ${total('answered')}, lost ${total('lost')}, failed ${total('failed')}; handed off ${total('handedOff')}, replayed by peers ${total('replayed')}`)
+  for (const [index, o] of all.entries()) {
+    if (!o.ok) console.log(`    run ${index + 1}: ${o.why.join('; ')}`)
+  }
+  console.log(passedRuns === all.length ? `\n  OK: ${all.length} of ${all.length} preemptions absorbed, 0 lost\n` : '\n  FAILED\n')
+}
 
 /** The gateway --preempt preempts: the middle one. */
 function victimOf (fleet: Fleet): FleetGateway {
@@ -118,7 +141,18 @@ ${fleet.gateways.map((g) => `  ${g.name.padEnd(14)} ${g.url}        (pid ${g.chi
 `)
 }
 
-async function preempt (fleet: Fleet): Promise<boolean> {
+interface PreemptOutcome {
+  readonly ok: boolean
+  readonly why: readonly string[]
+  readonly sent: number
+  readonly answered: number
+  readonly lost: number
+  readonly failed: number
+  readonly handedOff: number
+  readonly replayed: number
+}
+
+async function preempt (fleet: Fleet): Promise<PreemptOutcome> {
   const victim = victimOf(fleet)
   const metrics = new Map<string, Map<string, number>>()
   const haproxyStatus = new Map<string, string>()
@@ -213,9 +247,9 @@ async function preempt (fleet: Fleet): Promise<boolean> {
     s.failed > 0 && `${s.failed} failed`,
     exit?.code !== 0 && `${victim.name} did not drain and exit 0`,
     !victimDown && `HAProxy never marked ${victim.name} down`
-  ].filter(Boolean)
+  ].filter((reason): reason is string => typeof reason === 'string')
   console.log(ok ? '\n  OK: the preemption was absorbed, no client request lost or failed\n' : `\n  FAILED: ${why.join('; ')}\n`)
-  return ok
+  return { ok, why, sent: s.sent, answered: s.answered, lost: s.lost, failed: s.failed, handedOff, replayed: counters('spotgate_replays_total', 'outcome="done"') }
 }
 
 function positiveInteger (name: string, value: string, min: number, max: number): number {

@@ -1,11 +1,16 @@
-import type { ChaosInstance } from './instance.js'
 import { checkAnswer, type WorkItem } from './workload.js'
 import { pause } from './util.js'
 
-/** Picks the instance a request goes to, as a load balancer would. */
+/** Where a client sends a request: one instance, or a load balancer in front of them. */
+export interface Endpoint {
+  readonly name: string
+  readonly url: string
+}
+
+/** Picks the endpoint a request goes to. */
 export interface Balancer {
-  /** A routable instance, preferring one other than `avoid`; undefined while none is. */
-  pick: (avoid?: ChaosInstance) => ChaosInstance | undefined
+  /** A routable endpoint, preferring one other than `avoid`; undefined while none is. */
+  pick: (avoid?: Endpoint) => Endpoint | undefined
 }
 
 export type Fate = 'pending' | 'answered' | 'wrong' | 'lost'
@@ -27,10 +32,12 @@ export interface LogicalRequest {
   acceptedPending: boolean
   /** A poll said 404 after the request had been accepted: the journal forgot it. */
   forgotten: boolean
+  /** Sent with `Prefer: respond-async`: accepted with 202, then polled. */
+  readonly async: boolean
   wrongReason?: string
-  /** The instance of the exchange now open, if any, and of the last POST. */
-  open?: ChaosInstance
-  lastPost?: ChaosInstance
+  /** The endpoint of the exchange now open, if any, and of the last POST. */
+  open?: Endpoint
+  lastPost?: Endpoint
   /** Filled in at the end from the journal record: claims by a replaying instance. */
   replayAttempts?: number
 }
@@ -41,6 +48,8 @@ export interface ClientSettings {
   readonly pollWaitMs: number
   readonly postTimeoutMs: number
   readonly signal: AbortSignal
+  /** Told of each 503 without a Location: the request was refused, not accepted. */
+  readonly onRefused?: (at: number) => void
 }
 
 const POLL_SLACK_MS = 3000
@@ -55,7 +64,7 @@ export async function runRequest (request: LogicalRequest, balancer: Balancer, s
   const { signal } = settings
   let polling = false
   let backoff = 50
-  let last: ChaosInstance | undefined
+  let last: Endpoint | undefined
   const retryLater = async (): Promise<void> => {
     await pause(backoff * (0.5 + Math.random()), signal)
     backoff = Math.min(500, backoff * 2)
@@ -95,7 +104,7 @@ export async function runRequest (request: LogicalRequest, balancer: Balancer, s
         request.lastPost = instance
         const response = await fetch(`${instance.url}/v2/models/${request.item.model}/infer`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': request.id },
+          headers: { 'content-type': 'application/json', 'idempotency-key': request.id, ...(request.async && { prefer: 'respond-async' }) },
           body: JSON.stringify(request.item.body),
           signal: AbortSignal.any([signal, AbortSignal.timeout(settings.postTimeoutMs)])
         })
@@ -110,6 +119,7 @@ export async function runRequest (request: LogicalRequest, balancer: Balancer, s
           polling = true
           backoff = 50
         } else if (response.status === 503 || response.status === 429) {
+          if (response.status === 503) settings.onRefused?.(Date.now())
           await retryLater()
         } else {
           // 400, 404, 413, 415, 422: this request can never succeed; the harness or the gateway is wrong.

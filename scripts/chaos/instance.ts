@@ -1,26 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
+import { gatewayEnvironment } from '../lib/gateway-env.js'
+import { GATEWAY_ENTRY } from '../lib/paths.js'
 import { freePort } from '../lib/process.js'
 import { pause } from './util.js'
 
-/** The compiled gateway entry (`bin`): dist/src/main.js, next to this file's dist/scripts/chaos/. */
-export const GATEWAY_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url))
-
-/**
- * Variables the gateway reads, dropped from the inherited environment so the caller's
- * shell cannot change the run (NODE_TEST_CONTEXT: `node --test` sets it for its children).
- */
-const GATEWAY_VARIABLES = new Set([
-  'HOST', 'PORT', 'MODEL_REPOSITORY', 'REDIS_URL', 'REDIS_COMMAND_TIMEOUT_MS', 'JOURNAL_NAMESPACE', 'INSTANCE_ID',
-  'EXECUTION_PROVIDERS', 'CUDA_DEVICE_ID', 'MODEL_INSTANCES', 'INTRA_OP_THREADS', 'MAX_BATCH_SIZE', 'MAX_QUEUE_DELAY_US',
-  'MAX_QUEUE_SIZE', 'PREEMPTION_SOURCES', 'AWS_METADATA_URL', 'GCP_METADATA_URL', 'AZURE_METADATA_URL',
-  'NOTICE_POLL_INTERVAL_MS', 'AWS_REBALANCE_DRAINS', 'DRAIN_GRACE_MS', 'DRAIN_TIMEOUT_MS', 'DRAIN_SAFETY_MARGIN_MS',
-  'LEASE_TTL_MS', 'REPLAY_CONCURRENCY', 'REPLAY_MAX_ATTEMPTS', 'RESULT_TTL_S', 'IDEMPOTENCY_WAIT_MS', 'MAX_POLL_WAIT_MS',
-  'ADMIN_TOKEN', 'MAX_BODY_BYTES', 'KEEP_ALIVE_TIMEOUT_MS', 'PRESSURE_MAX_EVENT_LOOP_DELAY_MS', 'PRESSURE_MAX_HEAP_BYTES',
-  'PRESSURE_MAX_RSS_BYTES', 'LOG_LEVEL', 'NODE_TEST_CONTEXT'
-])
+export { GATEWAY_ENTRY }
 
 export type InstancePhase = 'starting' | 'ready' | 'draining' | 'killed' | 'exited'
 
@@ -46,9 +32,11 @@ export class ChaosInstance {
   counters: CounterSample = new Map()
   readonly exited: Promise<InstanceExit>
   /** Counts read from the instance's own log, which outlives its /metrics (a drained listener closes early). */
-  readonly logged = { handedOffAtNotice: 0, handedOffAtDeadline: 0, takeoverInstances: 0, takeoverRequests: 0, replayClaims: 0, leaseLost: 0, gaveUp: 0 }
+  readonly logged = { handedOffAtNotice: 0, handedOffAtDeadline: 0, takeoverInstances: 0, takeoverRequests: 0, replayClaims: 0, leaseLost: 0, gaveUp: 0, batchShardsHandedBack: 0, batchShardsTakenOver: 0 }
   /** When (epoch ms, the log's own time) this instance took over dead instances' work. */
   readonly takeovers: number[] = []
+  /** The source of each preemption notice it logged (`aws`, `signal`...). */
+  readonly notices: string[] = []
   private readonly tailLines: string[] = []
   private exit: InstanceExit | undefined
 
@@ -72,13 +60,9 @@ export class ChaosInstance {
     })
   }
 
-  static async start (name: string, env: Record<string, string>, cwd: string, logPath?: string): Promise<ChaosInstance> {
-    const port = await freePort()
-    const childEnv: Record<string, string> = {}
-    for (const [key, value] of Object.entries(process.env)) {
-      if (value !== undefined && !GATEWAY_VARIABLES.has(key)) childEnv[key] = value
-    }
-    Object.assign(childEnv, env, { HOST: '127.0.0.1', PORT: String(port), INSTANCE_ID: name })
+  static async start (name: string, env: Record<string, string>, cwd: string, logPath?: string, port?: number): Promise<ChaosInstance> {
+    port ??= await freePort()
+    const childEnv = gatewayEnvironment({ ...env, HOST: '127.0.0.1', PORT: String(port), INSTANCE_ID: name })
     const child = spawn(process.execPath, [GATEWAY_ENTRY], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     return new ChaosInstance(name, port, child, Date.now(), logPath === undefined ? undefined : createWriteStream(logPath))
   }
@@ -169,7 +153,7 @@ export class ChaosInstance {
   }
 
   private count (line: string): void {
-    let record: { msg?: unknown, time?: unknown, count?: unknown, instances?: unknown, requests?: unknown }
+    let record: { msg?: unknown, time?: unknown, count?: unknown, instances?: unknown, requests?: unknown, source?: unknown, handedOff?: unknown }
     try {
       record = JSON.parse(line)
     } catch {
@@ -177,7 +161,6 @@ export class ChaosInstance {
     }
     const n = (value: unknown): number => (typeof value === 'number' ? value : 0)
     switch (record.msg) {
-      case 'queued requests handed off': this.logged.handedOffAtNotice += n(record.count); break
       case 'unfinished requests handed off': this.logged.handedOffAtDeadline += n(record.count); break
       case 'took over the unfinished requests of instances whose lease expired':
         this.logged.takeoverInstances += n(record.instances)
@@ -185,8 +168,12 @@ export class ChaosInstance {
         this.takeovers.push(typeof record.time === 'number' ? record.time : Date.now())
         break
       case 'replaying a handed-off request': this.logged.replayClaims++; break
+      case 'preemption notice received': this.notices.push(String(record.source)); break
       case 'replay gave up: marked failed': this.logged.gaveUp++; break
+      case 'handed a batch shard back': this.logged.batchShardsHandedBack++; break
+      case 'took over a batch shard whose holder went silent': this.logged.batchShardsTakenOver++; break
       default:
+        if (typeof record.msg === 'string' && record.msg.startsWith('drain plan for ')) this.logged.handedOffAtNotice += n(record.handedOff)
         if (typeof record.msg === 'string' && record.msg.includes('lease had expired')) this.logged.leaseLost++
     }
   }
@@ -201,7 +188,7 @@ export class ChaosInstance {
 export function parseCounters (text: string): CounterSample {
   const counters: CounterSample = new Map()
   for (const line of text.split('\n')) {
-    const match = /^(spotgate_[a-z_]+_total)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line)
+    const match = /^(spotgate_[a-z_]+_total|spotgate_inflight_requests)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line)
     if (match !== null) counters.set(`${match[1]}${match[2] ?? ''}`, Number(match[3]))
   }
   return counters

@@ -95,6 +95,12 @@ export async function inferUntilAnswered (options: SendOptions): Promise<Logical
       await sleep(retryAfterMs(response))
       continue
     }
+    // A load balancer's 502 or 504: the instance it chose went away mid-request. The key
+    // makes sending it again safe, as a real client would.
+    if (response.status === 502 || response.status === 504) {
+      await sleep(100)
+      continue
+    }
     // 404 while polling: the record is unknown here (expired, or another namespace): send it again.
     if (response.status === 404 && location !== undefined) {
       location = undefined

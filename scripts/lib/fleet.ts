@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { FakeImds } from './fake-imds.js'
-import { startHaproxy, type Haproxy } from './haproxy.js'
+import { GATEWAY_ENTRY } from './paths.js'
+import { allServersUp, startHaproxy, type Haproxy } from './haproxy.js'
 import { Child, answers200, findBinary, freePort, parseSamples, waitUntil } from './process.js'
 
 /**
@@ -15,8 +15,7 @@ import { Child, answers200, findBinary, freePort, parseSamples, waitUntil } from
  * test/helpers/fleet.ts and put HAProxy in front with ./haproxy.ts, as this does.)
  */
 
-/** The compiled gateway entry (`bin`); this file is dist/scripts/lib/fleet.js. */
-export const GATEWAY_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url))
+export { GATEWAY_ENTRY }
 
 /** The binaries a fleet needs, with the Debian package that has each. */
 export const REQUIRED_BINARIES = [
@@ -131,7 +130,7 @@ export async function startFleet (options: FleetOptions): Promise<Fleet> {
     // Every server UP (rise 2) before traffic is sent.
     const allUp = await waitUntil(async () => {
       const rows = await lb.stats()
-      return gateways.every((g) => rows.find((r) => r.pxname === 'gateways' && r.svname === g.name)?.status === 'UP')
+      return allServersUp(rows, gateways.map((g) => g.name))
     }, 10_000, 100)
     if (!allUp) throw new Error(`HAProxy did not mark every gateway UP (see ${join(options.dir, 'haproxy.log')})`)
 

@@ -1,11 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { repoPath } from './paths.js'
 import { Child, answers200, findBinary, freePort, waitUntil } from './process.js'
 
-/** deploy/haproxy/haproxy.cfg, the configuration Docker Compose runs (this file is dist/scripts/lib/haproxy.js). */
-export const SHIPPED_CONFIG = fileURLToPath(new URL('../../../deploy/haproxy/haproxy.cfg', import.meta.url))
+/** deploy/haproxy/haproxy.cfg, the configuration Docker Compose runs. */
+export const SHIPPED_CONFIG = repoPath('deploy', 'haproxy', 'haproxy.cfg')
 
 export interface HaproxyServer {
   readonly name: string
@@ -132,4 +132,16 @@ export async function startHaproxy (dir: string, servers: readonly HaproxyServer
     // SIGUSR1 is HAProxy's soft stop: it finishes the requests in flight, then exits.
     stop: async () => { await child.stop('SIGUSR1', 3000) }
   }
+}
+
+/**
+ * Whether each named server of the `gateways` backend is UP on a passed health check.
+ * A server is shown UP from HAProxy's start, before its first check has run, so the
+ * check's own result is looked at too.
+ */
+export function allServersUp (rows: readonly StatRow[], names: readonly string[]): boolean {
+  return names.every((name) => {
+    const row = rows.find((r) => r.pxname === 'gateways' && r.svname === name)
+    return row?.status === 'UP' && row.check_status === 'L7OK'
+  })
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, createWriteStream } from 'node:fs'
+import { accessSync, constants, createWriteStream, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -33,6 +33,41 @@ export function freePort (): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+const handedOut = new Set<number>()
+
+/** The lowest port the kernel hands out to outgoing connections (Linux: ip_local_port_range). */
+function ephemeralLow (): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768
+  } catch {
+    return 32768
+  }
+}
+
+/**
+ * A free port below the kernel's ephemeral range, for a server that is killed and started
+ * again on the same port: an ephemeral port could meanwhile be taken by some outgoing
+ * connection. Never the same port twice in one process.
+ */
+export async function stablePort (): Promise<number> {
+  const low = 10_000
+  const high = Math.max(low + 1000, ephemeralLow())
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low))
+    if (handedOut.has(port)) continue
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+    })
+    if (free) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  return freePort()
 }
 
 /** Polls `check` every `everyMs` until it returns true; false when `timeoutMs` passes first. */

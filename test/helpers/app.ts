@@ -1,13 +1,10 @@
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
-import { ModelRegistry } from '../../src/inference/model-registry.js'
-import { scanModelRepository } from '../../src/inference/model-repository.js'
-import { createJournal } from '../../src/journal/create-journal.js'
+import type { ModelRegistry } from '../../src/inference/model-registry.js'
+import { createInstance, type Instance } from '../../src/instance.js'
 import type { Journal } from '../../src/journal/journal.js'
-import { ServerState } from '../../src/lifecycle/server-state.js'
-import { createLogger } from '../../src/logger.js'
-import { createMetrics, type Metrics } from '../../src/metrics.js'
+import type { ServerState } from '../../src/lifecycle/server-state.js'
+import type { Metrics } from '../../src/metrics.js'
 import { makeRepository, type ModelRepository, type TestModel } from './model-repo.js'
 
 /** What a test hands in to be cleaned up when it ends: a TestContext, or node:test's `after`. */
@@ -22,6 +19,10 @@ export interface TestAppOptions {
   readonly configs?: Record<string, object>
   /** Environment for loadConfig, over the test defaults (the process environment is not read). */
   readonly env?: Record<string, string>
+  /** With Redis: keep a lease and replay the fleet's work, as a served instance does. */
+  readonly fleet?: boolean
+  /** A repository the test prepared (and removes) itself, instead of one made from `models`. */
+  readonly repository?: ModelRepository
 }
 
 export interface TestApp {
@@ -32,6 +33,7 @@ export interface TestApp {
   readonly registry: ModelRegistry
   readonly journal: Journal
   readonly repo: ModelRepository
+  readonly instance: Instance
 }
 
 /** Test defaults: quiet, one CPU instance per model version. */
@@ -43,31 +45,23 @@ const DEFAULT_ENV: Record<string, string> = {
 }
 
 /**
- * Builds the server as `src/main.ts` does (config → scan → journal → app → load
- * models → ready) on real onnxruntime sessions, without listening; use `app.inject`.
- * Everything is closed and the repository removed when `t` ends.
+ * Builds the instance as `src/main.ts` does (createInstance, then start) on real
+ * onnxruntime sessions, without listening; use `app.inject`. Without `fleet`, a
+ * Redis-backed instance keeps no lease and replays nothing. Everything is closed and
+ * the repository removed when `t` ends.
  */
 export async function buildTestApp (t: Cleanup, options: TestAppOptions = {}): Promise<TestApp> {
-  const repo = await makeRepository(options.models ?? ['classifier', 'tabular'], options.configs)
-  // Filled in below; closed in reverse order whatever step a failure stopped at.
-  const built: { registry?: ModelRegistry, app?: FastifyInstance, journal?: Journal } = {}
+  const repo = options.repository ?? await makeRepository(options.models ?? ['classifier', 'tabular'], options.configs)
+  const built: { instance?: Instance } = {}
   t.after(async () => {
-    await built.app?.close()
-    await built.registry?.close()
-    await built.journal?.close()
-    await repo.cleanup()
+    await built.instance?.close()
+    if (options.repository === undefined) await repo.cleanup()
   })
   const config = loadConfig({ ...DEFAULT_ENV, MODEL_REPOSITORY: repo.dir, ...options.env }, false)
-  const log = createLogger(config)
-  const metrics = createMetrics()
-  const state = new ServerState(metrics)
-  const entries = await scanModelRepository(config.modelRepository, config.modelDefaults)
-  const registry = built.registry = new ModelRegistry(entries, log, metrics)
-  const journal = built.journal = createJournal(config, { metrics, log })
-  const app = built.app = await buildApp(config, { models: registry, metrics, state, log, journal })
-  await registry.load()
-  state.enter('ready')
-  return { app, config, metrics, state, registry, journal, repo }
+  const instance = built.instance = await createInstance(config, { noticeSources: [], exit: () => {} })
+  await instance.start({ leases: options.fleet === true, replay: options.fleet === true })
+  const { app, metrics, state, models: registry, journal } = instance
+  return { app, config, metrics, state, registry, journal, repo, instance }
 }
 
 /**

@@ -5,28 +5,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
+import { gatewayEnvironment } from '../../scripts/lib/gateway-env.js'
+import { GATEWAY_ENTRY } from '../../scripts/lib/paths.js'
 import type { Cleanup } from './app.js'
 import { freePort } from './ports.js'
 
-/** The compiled entry point, as `bin` names it: dist/src/main.js. */
-export const GATEWAY_ENTRY = fileURLToPath(new URL('../../src/main.js', import.meta.url))
-
-/**
- * Variables the gateway reads. They are removed from the inherited environment so
- * a developer's shell cannot change what a test runs; tests pass their own.
- */
-const GATEWAY_VARIABLES = [
-  'HOST', 'PORT', 'MODEL_REPOSITORY', 'REDIS_URL', 'REDIS_COMMAND_TIMEOUT_MS', 'INSTANCE_ID',
-  'EXECUTION_PROVIDERS', 'CUDA_DEVICE_ID', 'MODEL_INSTANCES', 'INTRA_OP_THREADS', 'MAX_BATCH_SIZE',
-  'MAX_QUEUE_DELAY_US', 'MAX_QUEUE_SIZE', 'PREEMPTION_SOURCES', 'AWS_METADATA_URL', 'GCP_METADATA_URL',
-  'AZURE_METADATA_URL', 'NOTICE_POLL_INTERVAL_MS', 'DRAIN_GRACE_MS', 'DRAIN_TIMEOUT_MS',
-  'DRAIN_SAFETY_MARGIN_MS', 'LEASE_TTL_MS', 'RESULT_TTL_S', 'IDEMPOTENCY_WAIT_MS', 'MAX_POLL_WAIT_MS',
-  'ADMIN_TOKEN', 'MAX_BODY_BYTES', 'KEEP_ALIVE_TIMEOUT_MS', 'LOG_LEVEL',
-  'JOURNAL_NAMESPACE', 'REPLAY_CONCURRENCY', 'REPLAY_MAX_ATTEMPTS', 'AWS_REBALANCE_DRAINS',
-  // Set by `node --test` for its own children; a gateway that inherits it reports to the runner.
-  'NODE_TEST_CONTEXT'
-]
+export { GATEWAY_ENTRY }
 
 /** Defaults for a test gateway: loopback, CPU, no cloud metadata traffic, JSON logs at info. */
 const DEFAULT_ENV: Record<string, string> = {
@@ -47,6 +31,8 @@ export interface GatewayOptions {
   /** Working directory; default an empty temporary one, so no stray `.env` is read. */
   readonly cwd?: string
   readonly entry?: string
+  /** Starts the gateway in a process group of its own, so `signalGroup` reaches it and its children as a terminal's Ctrl-C does. */
+  readonly ownProcessGroup?: boolean
 }
 
 export interface Exit {
@@ -104,11 +90,7 @@ export class GatewayProcess {
 
   static async start (t: Cleanup, options: GatewayOptions = {}): Promise<GatewayProcess> {
     const port = options.env?.PORT !== undefined ? Number(options.env.PORT) : await freePort()
-    const env: Record<string, string> = {}
-    for (const [key, value] of Object.entries(process.env)) {
-      if (value !== undefined && !GATEWAY_VARIABLES.includes(key)) env[key] = value
-    }
-    Object.assign(env, DEFAULT_ENV, { PORT: String(port) })
+    const env = gatewayEnvironment({ ...DEFAULT_ENV, PORT: String(port) })
     for (const [key, value] of Object.entries(options.env ?? {})) {
       if (value === undefined) delete env[key]
       else env[key] = value
@@ -118,7 +100,8 @@ export class GatewayProcess {
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? GATEWAY_ENTRY, ...(options.args ?? [])], {
       cwd: options.cwd ?? scratch,
       env,
-      stdio: ['ignore', 'pipe', 'pipe']
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.ownProcessGroup === true
     })
     const gateway = new GatewayProcess(child, port, env)
     running.add(child)
@@ -220,6 +203,11 @@ export class GatewayProcess {
 
   signal (name: NodeJS.Signals): void {
     if (this.exit === undefined) this.child.kill(name)
+  }
+
+  /** Signals every process of the gateway's group (started with `ownProcessGroup`). */
+  signalGroup (name: NodeJS.Signals): void {
+    if (this.exit === undefined && this.child.pid !== undefined) process.kill(-this.child.pid, name)
   }
 
   /** Resolves with the exit status, or rejects when the process is still running after `timeoutMs`. */

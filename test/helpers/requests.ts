@@ -1,4 +1,5 @@
-import { SPIN_MS_PER_1000_ITERATIONS, SPIN_WIDTH } from '../../scripts/models/catalog.js'
+import { SPIN_WIDTH } from '../../scripts/models/catalog.js'
+import { SPIN_MS_PER_1000 } from './timing.js'
 
 // Request bodies for the catalog's test models, in v2 JSON form.
 
@@ -35,9 +36,9 @@ export function tabularScore ([f0, f1, f2]: number[], category: number): number 
   return f0 + 2 * f1 + 3 * f2 + 0.5 * category
 }
 
-/** Iterations that keep one spin run busy for about `ms` on the reference machine. */
+/** Iterations that keep one spin run busy for about `ms` on this machine, as measured when the test file started. */
 export function spinIterations (ms: number): number {
-  return Math.round(ms / SPIN_MS_PER_1000_ITERATIONS * 1000)
+  return Math.max(1, Math.round(ms / SPIN_MS_PER_1000 * 1000))
 }
 
 /** spin: `iterations` INT64 [1] and `x` FP32 [1, 64]. */

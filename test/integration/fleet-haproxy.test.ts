@@ -7,12 +7,13 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { runLoad, summarize } from '../../scripts/lib/client.js'
-import { startHaproxy, type Haproxy } from '../../scripts/lib/haproxy.js'
+import { allServersUp, startHaproxy, type Haproxy } from '../../scripts/lib/haproxy.js'
 import { waitUntil } from '../../scripts/lib/process.js'
 import type { Cleanup } from '../helpers/app.js'
 import { metric, metricSum, namespace, startFleet, startRedis } from '../helpers/fleet.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { spinBody, spinIterations } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
 
 // HAProxy (Debian's haproxy; .ci/run installs it) with the shipped
 // deploy/haproxy/haproxy.cfg, loopback addresses substituted, in front of real gateways.
@@ -22,8 +23,11 @@ async function haproxyIn (t: Cleanup, servers: Array<{ name: string, address: st
   t.after(() => rm(dir, { recursive: true, force: true }))
   const haproxy = await startHaproxy(dir, servers)
   t.after(() => haproxy.stop())
-  const allUp = await waitUntil(async () => (await haproxy.stats()).filter((r) => r.pxname === 'gateways' && r.status === 'UP').length === servers.length, 10_000, 100)
-  assert.ok(allUp, 'HAProxy marks every server UP')
+  const allUp = await waitUntil(async () => allServersUp(await haproxy.stats(), servers.map((s) => s.name)), 10_000, 100)
+  if (!allUp) {
+    const rows = (await haproxy.stats()).filter((r) => r.pxname === 'gateways')
+    assert.fail(`HAProxy did not mark every server UP on a passed check: ${JSON.stringify(rows.map((r) => [r.svname, r.status, r.check_status, r.last_chk]))}`)
+  }
   return haproxy
 }
 
@@ -37,20 +41,21 @@ test('a gateway drained under load is marked DOWN by HAProxy and no client reque
     namespace: namespace(),
     modelRepository: repo.dir,
     leaseTtlMs: 2000,
-    env: { DRAIN_GRACE_MS: '3000', DRAIN_TIMEOUT_MS: '10000', IDEMPOTENCY_WAIT_MS: '5000' }
+    env: { DRAIN_GRACE_MS: '3000', DRAIN_TIMEOUT_MS: '3500', IDEMPOTENCY_WAIT_MS: '5000' }
   }, ['g1', 'g2', 'g3'])
   const haproxy = await haproxyIn(t, gateways.map((g, i) => ({ name: `g${i + 1}`, address: `127.0.0.1:${g.port}` })))
   const victim = gateways[1]
 
-  // Three clients per gateway: one request running and two queued on each, so the drain
-  // has queued requests to hand off at once; their clients' 503s are HAProxy's to retry.
+  // Three clients per gateway: one request running and two queued on each. A queued
+  // request that cannot finish before the deadline is handed off at once; its client's
+  // 503 is HAProxy's to retry.
   const load = runLoad({
     baseUrl: haproxy.url,
     concurrency: 9,
     durationMs: 8000,
     requestDeadlineMs: 25_000,
     keyPrefix: `haproxy-${namespace()}`,
-    body: () => ({ model: 'spin', ...spinBody(spinIterations(30)) })
+    body: () => ({ model: 'spin', ...spinBody(spinIterations(1500)) })
   })
   await sleep(1500)
   const queued = await waitUntil(async () => await metric(victim, 'spotgate_queue_depth{model="spin",version="1"}') >= 2, 5000, 10)
@@ -75,13 +80,13 @@ test('a gateway drained under load is marked DOWN by HAProxy and no client reque
     `polled ${s.polled}; re-sent by the client ${s.retriedByClient}; replayed by peers ${await metricSum(survivors, 'spotgate_replays_total{outcome="done"}')}`)
 
   assert.ok(queued, 'the victim had queued requests when it was signalled')
-  assert.ok(handedOff >= 1, 'the drain handed queued requests to the peers')
+  assert.ok(handedOff >= 1, 'the drain handed the queued requests that could not finish in time to the peers')
   assert.ok(Number(backend?.wretr) >= handedOff, `HAProxy retried the handed-off requests' 503s (${backend?.wretr} retries, ${handedOff} handed off)`)
   assert.ok(downAfterMs !== undefined, 'HAProxy marks the draining gateway DOWN')
-  assert.ok(downAfterMs < 3000, `marked DOWN within the drain's grace period (${downAfterMs} ms)`)
+  assert.ok(downAfterMs < allow(3000), `marked DOWN within the drain's grace period (${downAfterMs} ms)`)
   assert.deepEqual(exit, { code: 0, signal: null }, victim.tail())
   for (const name of ['g1', 'g3']) assert.equal(rows.find((r) => r.pxname === 'gateways' && r.svname === name)?.status, 'UP', `${name} stays UP`)
-  assert.ok(s.sent >= 50, `a real load went through (${s.sent} requests)`)
+  assert.ok(s.sent >= 10, `a real load went through (${s.sent} requests)`)
   const unanswered = results.filter((r) => r.ending !== 'answered').map((r) => `${r.key}: ${r.ending} ${JSON.stringify(r.trail)}`)
   assert.deepEqual(unanswered, [], 'every logical request ends with 200')
   for (const r of results) assert.ok(Array.isArray((r.answer as { outputs?: unknown }).outputs), `${r.key} has outputs`)

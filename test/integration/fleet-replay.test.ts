@@ -6,8 +6,10 @@ import type { GatewayProcess, LogLine } from '../helpers/gateway-process.js'
 import { keyed, metricSum, namespace, pollAnswer, startInstance, startRedis, waitInflight, type FleetSettings } from '../helpers/fleet.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { spinBody, spinIterations } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
+import { readJournal } from '../../scripts/lib/journal-records.js'
 
-// design.md §4 paths 2 and 4: work handed off at a drain deadline is replayed by a peer;
+// The README's "The journal and the guarantee", items 2 and 4: work handed off at a drain deadline is replayed by a peer;
 // a replayer that dies mid-replay has its claim taken over; a request that fails every
 // replay is marked failed after REPLAY_MAX_ATTEMPTS instead of circulating forever.
 
@@ -45,7 +47,7 @@ test('a drain deadline shorter than the work: the client gets 503 with Location 
   assert.equal(response.headers.get('location'), `/infer/${id}`)
   assert.match(response.headers.get('retry-after') ?? '', /^\d+$/)
   assert.equal(body.status, 'handed_off')
-  assert.ok(answeredMs < 3000, `the client was answered at the deadline, not after the run (${answeredMs} ms after SIGTERM)`)
+  assert.ok(answeredMs < allow(3000), `the client was answered at the deadline, not after the run (${answeredMs} ms after SIGTERM)`)
   assert.deepEqual(await owner.waitExit(10_000), { code: 0, signal: null }, owner.tail())
 
   // Poll the Location on both peers: the one not running it reads the journal's state.
@@ -53,9 +55,11 @@ test('a drain deadline shorter than the work: the client gets 503 with Location 
   t.diagnostic(`503 ${answeredMs} ms after SIGTERM; states seen on the peers: ${answer.states.join(' → ')}; answered ${answer.at - signalledAt} ms after SIGTERM`)
   assert.equal(answer.status, 200, answer.text)
   assert.equal((JSON.parse(answer.text) as { id: string }).id, id)
-  assert.ok(answer.states.some((s) => s === 'handed_off' || s === 'replaying'), `a peer reported the hand-off (states: ${answer.states.join(', ')})`)
+  // A pending poll reports the hand-off; a replay fast enough is answered at the first poll.
   for (const state of answer.states) assert.ok(['handed_off', 'replaying', 'queued', 'running'].includes(state), `unexpected state ${state}`)
   assert.equal(await metricSum(peers, 'spotgate_replays_total{outcome="done"}'), 1)
+  const { records } = await readJournal(redis, peers[0].env.JOURNAL_NAMESPACE as string, [id])
+  assert.equal(records.get(id)?.attempts, 1, 'a peer claimed it once from the replay stream')
 })
 
 test('the replayer killed mid-replay: another instance takes the claim over and completes it, the death costing one attempt', async (t) => {
@@ -119,14 +123,15 @@ test('a poison request that fails every replay is marked failed after REPLAY_MAX
   // Not replayed again: the attempt count stays put and the stream is empty.
   const client = redis.client()
   t.after(() => client.disconnect())
-  const keyPrefix = `spotgate:{${peers[0].env.JOURNAL_NAMESPACE}}`
+  const journalNamespace = peers[0].env.JOURNAL_NAMESPACE as string
   const errorsBefore = await metricSum(peers, 'spotgate_replays_total{outcome="error"}')
   await sleep(LEASE_TTL_MS * 3)
   assert.equal(await metricSum(peers, 'spotgate_replays_total{outcome="error"}'), errorsBefore, 'no replay attempt after it was marked failed')
   assert.ok(errorsBefore <= maxAttempts, `at most ${maxAttempts} failed attempts (saw ${errorsBefore})`)
   assert.equal(await metricSum(peers, 'spotgate_replays_total{outcome="gave_up"}'), 1)
-  assert.equal(await client.hget(`${keyPrefix}:req:${id}`, 'state'), 'failed')
-  assert.equal(await client.xlen(`${keyPrefix}:replay`), 0, 'nothing left in the replay stream')
+  const journal = await readJournal(redis, journalNamespace, [id])
+  assert.equal(journal.records.get(id)?.state, 'failed')
+  assert.equal(journal.replayBacklog, 0, 'nothing left in the replay stream')
   const retry = await peers[0].fetch(`/infer/${id}`)
   assert.equal(retry.status, 500)
 })

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { waitUntil } from '../../scripts/lib/process.js'
 import { inferenceSeconds, keyed, metric, metricSum, namespace, pollAnswer, startFleet, startRedis, waitInflight } from '../helpers/fleet.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { spinBody, spinIterations } from '../helpers/requests.js'
+import { journalKeys } from '../../src/journal/redis/keys.js'
+import { readJournal } from '../../scripts/lib/journal-records.js'
 
-// design.md §4 path 3: an instance killed without notice has its unfinished requests
+// The README's "The journal and the guarantee", item 3: an instance killed without notice has its unfinished requests
 // taken over by exactly one peer once its lease expires, and any instance answers them.
 
 const LEASE_TTL_MS = 1000
@@ -67,9 +70,8 @@ test('two peers racing for a dead instance\'s work: one takeover, and each reque
   const accepted = await Promise.all(ids.map((id) => owner.post('/v2/models/spin/infer', spinBody(spinIterations(700), { id }), keyed(id, true))))
   for (const response of accepted) assert.equal(response.status, 202, await response.text())
   await owner.kill()
-  const client = redis.client()
-  t.after(() => client.disconnect())
-  const states = await Promise.all(ids.map((id) => client.hget(`spotgate:{${peers[0].env.JOURNAL_NAMESPACE}}:req:${id}`, 'state')))
+  const { records } = await readJournal(redis, peers[0].env.JOURNAL_NAMESPACE as string, ids)
+  const states = ids.map((id) => records.get(id)?.state)
   const unfinished = states.filter((s) => s !== 'done').length
   assert.ok(unfinished >= 2, `most of the work was unfinished when the owner died (states: ${states.join(', ')})`)
 
@@ -95,16 +97,23 @@ test('an instance paused past its lease comes back: one stored answer, it logs t
   const accepted = await sleeper.post('/v2/models/spin/infer', body, keyed(id, true))
   assert.equal(accepted.status, 202, await accepted.text())
   await waitInflight(sleeper, 'spin')
+  // Frozen at once, so its run cannot end before the peer takes it over, however slow the machine.
+  sleeper.signal('SIGSTOP')
+  t.after(() => sleeper.signal('SIGCONT'))
 
-  // Count the completions the journal publishes for this request.
+  // Count the completions the journal publishes for this request: it publishes when an
+  // answer is stored (never when one already was) and someone waits, which this test does.
+  const keys = journalKeys(peer.env.JOURNAL_NAMESPACE as string, 1)
   const subscriber = redis.client()
   t.after(() => subscriber.disconnect())
   const published: string[] = []
   subscriber.on('message', (_channel: string, message: string) => published.push(message))
-  await subscriber.subscribe(`spotgate:{${peer.env.JOURNAL_NAMESPACE}}:final:${id}`)
+  await subscriber.subscribe(keys.channel(id))
+  const marker = redis.client()
+  t.after(() => marker.disconnect())
+  await marker.set(keys.waiter(id), '1', 'PX', 60_000)
+  await marker.set(keys.partitionOf(id).waiterPrefix, '1', 'PX', 60_000)
 
-  sleeper.signal('SIGSTOP')
-  t.after(() => sleeper.signal('SIGCONT'))
   const answer = await pollAnswer([peer], id, { timeoutMs: 20_000 })
   assert.equal(answer.status, 200, answer.text)
   assert.equal(await metric(peer, 'spotgate_lease_takeovers_total'), 1)
@@ -118,14 +127,15 @@ test('an instance paused past its lease comes back: one stored answer, it logs t
     await sleep(50)
   }
   await sleep(300)
-  assert.deepEqual(published, ['done'], 'exactly one answer was stored')
+  assert.deepEqual(published, ['final'], `exactly one answer was stored\n${peer.tail()}\n---\n${sleeper.tail()}`)
   const stored = await pollAnswer([sleeper], id, { timeoutMs: 5000 })
   assert.equal(stored.status, 200)
   assert.deepEqual(output(stored.text).y, output(answer.text).y)
   assert.equal(await metric(sleeper, 'spotgate_lease_lost_total'), 1)
 
   // It keeps serving, under a valid lease again: its new work is not taken from it.
-  assert.equal((await sleeper.fetch('/health/ready')).status, 200)
+  const ready = await waitUntil(async () => (await sleeper.fetch('/health/ready')).status === 200, 5_000)
+  assert.ok(ready, `ready again after the pause\n${sleeper.tail()}`)
   const fresh = await sleeper.post('/v2/models/spin/infer', spinBody(spinIterations(100), { id: 'after-pause' }), keyed('after-pause'))
   assert.equal(fresh.status, 200, await fresh.text())
   await sleep(LEASE_TTL_MS * 1.5)
@@ -133,8 +143,9 @@ test('an instance paused past its lease comes back: one stored answer, it logs t
 })
 
 test('an instance paused before its first lease renewal also notices, when it comes back, that its lease expired', async (t) => {
-  // A longer lease, so the first renewal (a third of it after start) comes well after ready.
-  const leaseTtlMs = 6000
+  // A longer lease, so the first renewal (a third of it after start) comes well after
+  // ready, even on a machine slow enough to take seconds to load the model.
+  const leaseTtlMs = 9000
   const [sleeper, peer] = await startFleet(t, 2, { redis, namespace: namespace(), modelRepository: repo.dir, leaseTtlMs })
   const id = 'paused-early'
   const accepted = await sleeper.post('/v2/models/spin/infer', spinBody(spinIterations(600), { id }), keyed(id, true))

@@ -10,6 +10,9 @@ import { startLoad, tally, type LoadSample } from '../helpers/load.js'
 import { makeRepository } from '../helpers/model-repo.js'
 import { RedisServer } from '../helpers/redis-server.js'
 import { classifierBody } from '../helpers/requests.js'
+import { allow } from '../helpers/timing.js'
+import { readJournal } from '../../scripts/lib/journal-records.js'
+import { waitUntil } from '../../scripts/lib/process.js'
 
 // Issue 3, "Redis failures": when Redis is gone, hung or slow, the gateway answers
 // 503 with Retry-After (never a hang, never an unjournaled accept), readiness
@@ -137,24 +140,8 @@ function assertOnly200Or503 (run: LoadRun, maxMs: number): void {
 
 /** state of each id's journal record (undefined: no record), read straight from Redis. */
 async function journalStates (ids: readonly string[]): Promise<Map<string, string | undefined>> {
-  const client = redis.client()
-  try {
-    const byId = new Map<string, string>()
-    for (const key of await client.keys(`*${NAMESPACE}*`)) byId.set(key.slice(key.lastIndexOf(':') + 1), key)
-    const states = new Map<string, string | undefined>()
-    const pipeline = client.pipeline()
-    const asked: string[] = []
-    for (const id of ids) {
-      const key = byId.get(id)
-      if (key === undefined) states.set(id, undefined)
-      else { pipeline.hget(key, 'state'); asked.push(id) }
-    }
-    const replies = asked.length > 0 ? await pipeline.exec() : []
-    asked.forEach((id, i) => states.set(id, (replies?.[i]?.[1] as string | null) ?? undefined))
-    return states
-  } finally {
-    client.disconnect()
-  }
+  const { records } = await readJournal(redis, NAMESPACE, ids)
+  return new Map(ids.map((id) => [id, records.get(id)?.state ?? undefined]))
 }
 
 /**
@@ -162,7 +149,12 @@ async function journalStates (ids: readonly string[]): Promise<Map<string, strin
  * instance serves it; every request refused with 503 is either unknown to the
  * journal or gets its answer when the client retries it on the other instance.
  */
-async function assertNothingLost (t: { diagnostic: (message: string) => void }, run: LoadRun): Promise<void> {
+/**
+ * Every 200 has its stored answer, and every 503 can be retried to an answer. With
+ * `refusalsWithdrawn` (Redis stayed reachable, only slow), a 503 also left no record: an
+ * accept that timed out was taken back, so no peer runs what its client was told was refused.
+ */
+async function assertNothingLost (t: { diagnostic: (message: string) => void }, run: LoadRun, refusalsWithdrawn = false): Promise<void> {
   const ok = run.samples.filter((s) => s.status === 200)
   const refused = run.samples.filter((s) => s.status === 503)
   const okIds = ok.map((s) => run.keyOf(s.seq))
@@ -191,7 +183,9 @@ async function assertNothingLost (t: { diagnostic: (message: string) => void }, 
   const refusedIds = refused.map((s) => run.keyOf(s.seq))
   const states = await journalStates(refusedIds)
   const recorded = refused.filter((s) => states.get(run.keyOf(s.seq)) !== undefined)
-  t.diagnostic(`${ok.length} answered 200, ${refused.length} refused with 503, ${recorded.length} of those left a journal record (${recorded.map((s) => `${run.keyOf(s.seq)}: ${states.get(run.keyOf(s.seq)) ?? ''}`).slice(0, 5).join(', ')})`)
+  const leftBehind = `${recorded.length} of those left a journal record (${recorded.map((s) => `${run.keyOf(s.seq)}: ${states.get(run.keyOf(s.seq)) ?? ''}`).slice(0, 5).join(', ')})`
+  t.diagnostic(`${ok.length} answered 200, ${refused.length} refused with 503, ${leftBehind}`)
+  if (refusalsWithdrawn) assert.equal(recorded.length, 0, leftBehind)
   const retried = [...recorded.slice(0, 10), ...refused.filter((s) => !recorded.includes(s)).slice(0, 5)]
   const results = await Promise.all(retried.map(async (s) => {
     const gateway = run.peerOf(s.seq)
@@ -229,9 +223,9 @@ test('Redis killed under load: only 200 or 503 with Retry-After, readiness follo
   assertOnly200Or503(run, 2000)
 
   const unready = firstAfter(run.readiness, killedAt, 503)
-  assert.ok(unready !== undefined && unready - killedAt < 1000, `readiness turned 503 ${unready === undefined ? 'never' : `${(unready - killedAt).toFixed(0)} ms`} after the kill`)
+  assert.ok(unready !== undefined && unready - killedAt < allow(1000), `readiness turned 503 ${unready === undefined ? 'never' : `${(unready - killedAt).toFixed(0)} ms`} after the kill`)
   const readyAgain = firstAfter(run.readiness, restartedAt, 200)
-  assert.ok(readyAgain !== undefined && readyAgain - restartedAt < 2000, `readiness back to 200 ${readyAgain === undefined ? 'never' : `${(readyAgain - restartedAt).toFixed(0)} ms`} after the restart`)
+  assert.ok(readyAgain !== undefined && readyAgain - restartedAt < allow(2000), `readiness back to 200 ${readyAgain === undefined ? 'never' : `${(readyAgain - restartedAt).toFixed(0)} ms`} after the restart`)
   t.diagnostic(`readiness 503 after ${(unready - killedAt).toFixed(0)} ms, 200 again ${(readyAgain - restartedAt).toFixed(0)} ms after the restart`)
 
   assert.ok(run.samples.some((s) => s.status === 503 && s.startedAt > killedAt && s.endedAt < restartedAt), 'requests during the outage were refused')
@@ -268,15 +262,15 @@ test('a hung Redis (SIGSTOP): 503 within the command timeout, readiness 503, rec
   assertOnly200Or503(run, COMMAND_TIMEOUT_MS + 700)
 
   const unready = firstAfter(run.readiness, pausedAt, 503)
-  assert.ok(unready !== undefined && unready - pausedAt < 1200, `readiness turned 503 ${unready === undefined ? 'never' : `${(unready - pausedAt).toFixed(0)} ms`} after SIGSTOP`)
+  assert.ok(unready !== undefined && unready - pausedAt < allow(1200), `readiness turned 503 ${unready === undefined ? 'never' : `${(unready - pausedAt).toFixed(0)} ms`} after SIGSTOP`)
   const readyAgain = firstAfter(run.readiness, resumedAt, 200)
-  assert.ok(readyAgain !== undefined && readyAgain - resumedAt < 2000, `readiness back ${readyAgain === undefined ? 'never' : `${(readyAgain - resumedAt).toFixed(0)} ms`} after SIGCONT`)
+  assert.ok(readyAgain !== undefined && readyAgain - resumedAt < allow(2000), `readiness back ${readyAgain === undefined ? 'never' : `${(readyAgain - resumedAt).toFixed(0)} ms`} after SIGCONT`)
   t.diagnostic(`readiness 503 after ${(unready - pausedAt).toFixed(0)} ms, 200 again ${(readyAgain - resumedAt).toFixed(0)} ms after SIGCONT`)
   assert.ok(run.samples.some((s) => s.status === 503 && s.startedAt > pausedAt && s.endedAt < resumedAt), 'requests to a hung Redis were refused')
   const late = run.samples.filter((s) => s.startedAt > readyAgain + 800)
   assert.ok(late.length > 0 && late.every((s) => s.status === 200), `traffic after recovery: ${JSON.stringify(tally(late))}`)
 
-  await assertNothingLost(t, run)
+  await assertNothingLost(t, run, true)
 
   assert.ok(statusPoll !== undefined)
   assert.equal(statusPoll.status, 503, `GET /infer/{id}?wait= against a hung Redis: ${statusPoll.status} ${statusPoll.body}`)
@@ -304,7 +298,7 @@ test('a slow Redis (DEBUG SLEEP 2) gives 503s, not hangs, and traffic recovers',
   const late = run.samples.filter((s) => s.startedAt > wokeAt + 1000)
   assert.ok(late.length > 0 && late.every((s) => s.status === 200), `traffic after recovery: ${JSON.stringify(tally(late))}`)
 
-  await assertNothingLost(t, run)
+  await assertNothingLost(t, run, true)
 })
 
 test('REDIS_URL with a password and a database number: the gateway becomes ready and journals there', async (t) => {
@@ -333,7 +327,8 @@ test('REDIS_URL with a password and a database number: the gateway becomes ready
     await client.select(db)
     const inDb = (await client.keys(`*${namespace}*`)).filter((k) => k.endsWith(id))
     assert.equal(inDb.length, 1, `${label}: the request is journaled in database ${db}`)
-    assert.equal(await client.hget(inDb[0], 'state'), 'done')
+    // The answer is stored right after it is sent (design: the completion may follow the answer).
+    assert.ok(await waitUntil(async () => await client.getrange(inDb[0], 0, 0) === 'F', 2000, 20), `${label}: its answer is stored`)
     await client.select(0)
     assert.deepEqual((await client.keys(`*${namespace}*`)).filter((k) => k.endsWith(id)), [], `${label}: nothing in database 0`)
     await gateway.kill()
