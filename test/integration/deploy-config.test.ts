@@ -5,16 +5,17 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { fileURLToPath } from 'node:url'
-import { renderConfig } from '../../scripts/lib/haproxy.js'
+import { ROOT as REPO_ROOT } from '../../scripts/lib/paths.js'
+import { allServersUp, renderConfig } from '../../scripts/lib/haproxy.js'
 import { findBinary } from '../../scripts/lib/process.js'
 import { loadConfig } from '../../src/config.js'
+import { interpolate, loadCompose, parseYamlDocuments } from '../helpers/compose.js'
 
-// The deployment files are checked with the tools that read them (docker-compose 1.29
-// and haproxy 2.6 from Debian; .ci/run installs them), and against each other: drain
-// timing, probes and the gateway's own configuration schema.
+// The deployment files are checked as the tools that read them would (the Compose
+// specification's JSON schema and interpolation, haproxy 2.6 from Debian) and against
+// each other: drain timing, probes and the gateway's own configuration schema.
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+const ROOT = `${REPO_ROOT}/`
 const HAPROXY_CFG = join(ROOT, 'deploy/haproxy/haproxy.cfg')
 
 function run (command: string, args: string[], input?: string): { status: number | null, stdout: string, stderr: string } {
@@ -23,12 +24,10 @@ function run (command: string, args: string[], input?: string): { status: number
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
-/** YAML (one or more documents) to JSON with PyYAML, which docker-compose itself depends on. */
-function parseYaml (text: string): any[] {
-  const { status, stdout, stderr } = run('python3', ['-c', 'import sys, json, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)'], text)
-  assert.equal(status, 0, stderr)
-  return JSON.parse(stdout)
-}
+const COMPOSE_FILE = join(ROOT, 'docker-compose.yml')
+
+/** A Compose variable reference, `${…}`. */
+const variable = (inner: string): string => `\${${inner}}`
 
 /** Seconds of a Compose duration such as `35s` or `1m30s`. */
 function seconds (duration: string): number {
@@ -37,15 +36,59 @@ function seconds (duration: string): number {
   return total
 }
 
-test('docker-compose config accepts docker-compose.yml', () => {
-  const { status, stderr } = run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'])
-  assert.equal(status, 0, stderr)
+test('docker-compose.yml is a valid Compose file: the specification\'s schema, references and interpolation', () => {
+  assert.doesNotThrow(() => loadCompose(COMPOSE_FILE))
+})
+
+test('docker-compose.override.yml publishes the ports the README lists; docker-compose.host.yml puts every service on the host network', () => {
+  const base = loadCompose(COMPOSE_FILE)
+  for (const service of Object.values(base.services)) assert.equal(service.ports, undefined, 'ports are published by the override only')
+  const published = loadCompose(join(ROOT, 'docker-compose.override.yml'))
+  assert.deepEqual(Object.fromEntries(Object.entries(published.services).map(([name, s]) => [name, s.ports])), {
+    'fake-metadata': ['1338:1338'], haproxy: ['8080:8080', '8404:8404'], prometheus: ['9090:9090'], grafana: ['3000:3000']
+  })
+  const hostFile = join(ROOT, 'docker-compose.host.yml')
+  const host = loadCompose(hostFile, { HAPROXY_CONFIG: '/tmp/haproxy.cfg', PROMETHEUS_CONFIG: '/tmp/prometheus.yml' })
+  assert.deepEqual(Object.keys(host.services).sort(), Object.keys(base.services).sort(), 'every service of docker-compose.yml')
+  for (const [name, service] of Object.entries(host.services)) {
+    assert.equal(service.network_mode, 'host', name)
+    assert.equal(service.ports, undefined, name)
+  }
+  // Each service its own default loopback port.
+  const defaults = [...readFileSync(hostFile, 'utf8').matchAll(/\$\{([A-Z0-9_]+_PORT):-(\d+)\}/g)]
+  const byVariable = new Map(defaults.map(([, variable, port]) => [variable, port]))
+  assert.equal(new Set(byVariable.values()).size, byVariable.size, `distinct ports: ${JSON.stringify([...byVariable])}`)
+  for (const n of [1, 2, 3]) {
+    const env = host.services[`gateway-${n}`].environment
+    assert.equal(env.HOST, '127.0.0.1')
+    assert.equal(env.PORT, byVariable.get(`GATEWAY_${n}_PORT`))
+    assert.equal(env.REDIS_URL, `redis://127.0.0.1:${byVariable.get('REDIS_PORT') ?? ''}`)
+    assert.equal(env.AWS_METADATA_URL, `http://127.0.0.1:${byVariable.get('METADATA_PORT') ?? ''}/gateway-${n}`)
+  }
+  assert.throws(() => loadCompose(hostFile), /HAPROXY_CONFIG is required/)
+})
+
+test('the Compose check refuses what docker-compose refuses', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'spotgate-compose-check-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const cases: Array<[string, string, RegExp]> = [
+    ['an unknown service key', 'services:\n  a:\n    image: x\n    restartt: always\n', /additional properties.*restartt/],
+    ['a stop_grace_period that is no duration', 'services:\n  a:\n    image: x\n    stop_grace_period: soon\n', /stop_grace_period must match format "duration"/],
+    ['a port mapping that is no port', 'services:\n  a:\n    image: x\n    ports: ["80:http"]\n', /ports\/0 must match format "ports"/],
+    ['a dependency on a service that does not exist', 'services:\n  a:\n    image: x\n    depends_on: [b]\n', /depends on undefined service b/],
+    ['a named volume never declared', 'services:\n  a:\n    image: x\n    volumes: ["data:/data"]\n', /mounts undefined volume data/],
+    ['a required variable left unset', `services:\n  a:\n    image: "${variable('IMAGE:?set IMAGE')}"\n`, /IMAGE is required/]
+  ]
+  for (const [what, text, expected] of cases) {
+    const file = join(dir, 'compose.yml')
+    await writeFile(file, text)
+    assert.throws(() => loadCompose(file), expected, what)
+  }
+  assert.equal(interpolate(`${variable('A:-x')}-${variable('B-y')}-$${variable('C')}`, { A: '', B: '' }), `x--${variable('C')}`)
 })
 
 test('the Compose gateways form one fleet: distinct ids, one journal, fake AWS notices, drain-sized stop grace', () => {
-  const { status, stdout, stderr } = run('docker-compose', ['-f', 'docker-compose.yml', 'config'])
-  assert.equal(status, 0, stderr)
-  const [compose] = parseYaml(stdout)
+  const compose = loadCompose(COMPOSE_FILE)
   const services = compose.services as Record<string, any>
   const gateways = Object.entries(services).filter(([name]) => name.startsWith('gateway-'))
   assert.equal(gateways.length, 3)
@@ -108,7 +151,7 @@ test('the shipped HAProxy configuration checks /health/ready and retries only wh
 test('the Kubernetes manifests agree with the drain settings and select the same pods', () => {
   const dir = join(ROOT, 'deploy/k8s')
   const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'))
-  const docs = parseYaml(files.map((f) => readFileSync(join(dir, f), 'utf8')).join('\n---\n'))
+  const docs = parseYamlDocuments(files.map((f) => readFileSync(join(dir, f), 'utf8')).join('\n---\n'))
   const kinds = (kind: string): any[] => docs.filter((d) => d.kind === kind)
   const config = kinds('ConfigMap').find((c) => c.metadata.name === 'spotgate')
   assert.ok(config, 'a spotgate ConfigMap')
@@ -162,10 +205,28 @@ test('the images run the compiled entry as PID 1, as a non-root user, with a hea
     assert.match(runtime, /^EXPOSE 8080$/m)
     assert.match(text, /npm ci --omit=dev/, `${file}: production dependencies only`)
     assert.match(text, /npm run build/)
+    // Node 24 from the official image, copied into the runtime; uid 1000 as deploy/k8s runs it.
+    assert.match(text, /^FROM node:24-bookworm-slim AS node$/m, `${file}: Node 24`)
+    assert.match(runtime, /^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m, `${file}: node in the runtime`)
+    assert.match(runtime, /^USER 1000:1000$/m, `${file}: uid 1000, numeric for runAsNonRoot`)
+    // Other platforms' native builds pruned; an incomplete install fails the build, in the
+    // dependencies stage and again on what ships.
+    assert.match(text, /node dist\/scripts\/prune-modules\.js node_modules/, `${file}: prune`)
+    assert.match(text, /node dist\/scripts\/check-install\.js( \\)?\n/, `${file}: check-install after npm ci`)
+    assert.match(runtime, /^RUN node dist\/scripts\/check-install\.js --model /m, `${file}: check-install on the runtime`)
   }
   const cuda = await readFile(join(ROOT, 'Dockerfile.cuda'), 'utf8')
   assert.match(cuda, /ONNXRUNTIME_NODE_INSTALL=cuda12/)
   assert.match(cuda, /EXECUTION_PROVIDERS=cuda,cpu/)
   assert.match(cuda, /nvidia\/cuda:12[^\s]*cudnn[^\s]*runtime/)
-  assert.match(await readFile(join(ROOT, 'Dockerfile'), 'utf8'), /^FROM node:20-bookworm-slim$/m)
+  assert.match(await readFile(join(ROOT, 'Dockerfile'), 'utf8'), /^FROM debian:bookworm-slim$/m, 'the CPU runtime: the slim Debian that node:24-bookworm-slim is built on, without npm')
+})
+
+test('a server counts as UP only once its health check has passed, and the backend row is not a server', () => {
+  const row = (svname: string, status: string, checkStatus: string): Record<string, string> => ({ pxname: 'gateways', svname, status, check_status: checkStatus })
+  // HAProxy shows a server UP from its start, before the first check has run.
+  assert.equal(allServersUp([row('g1', 'UP', 'L7OK'), row('g2', 'UP', 'INI')], ['g1', 'g2']), false)
+  assert.equal(allServersUp([row('g1', 'UP', 'L7OK'), row('g2', 'UP 1/2', 'L7STS')], ['g1', 'g2']), false)
+  assert.equal(allServersUp([row('g1', 'UP', 'L7OK'), row('BACKEND', 'UP', '')], ['g1', 'g2']), false)
+  assert.equal(allServersUp([row('g1', 'UP', 'L7OK'), row('g2', 'UP', 'L7OK'), row('BACKEND', 'UP', '')], ['g1', 'g2']), true)
 })
