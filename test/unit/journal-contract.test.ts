@@ -322,6 +322,25 @@ function peerContract (makeParts: MakeParts): void {
     assert.ok(at - completedAt < allow(150))
   })
 
+  test('a short wait on one instance does not cut short a long wait on another', async (t) => {
+    const namespace = randomUUID()
+    const a = await make(t, { namespace, instanceId: 'peer-a' })
+    const b = await make(t, { namespace, instanceId: 'peer-b' })
+    const c = await make(t, { namespace, instanceId: 'peer-c' })
+    const id = uniqueId('long-wait')
+    await a.accept(entry(id, FP_A, undefined, 'peer-a'))
+    const waiting = b.waitForFinal(id, 10_000).then((view) => ({ view, at: performance.now() }))
+    await sleep(100)
+    // A poll with a short wait marks the request as waited for, for a shorter time than b waits.
+    assert.equal((await c.waitForFinal(id, 50))?.state, 'queued')
+    // Past the short wait and its slack: only the long wait still marks the request.
+    await sleep(1500)
+    const completedAt = performance.now()
+    await a.complete(completion(id, 'done', response('late')))
+    const { view, at } = await waiting
+    assert.equal(view?.state, 'done')
+    assert.ok(at - completedAt < allow(150), `the long wait returned ${(at - completedAt).toFixed(0)} ms after the completion`)
+  })
 }
 
 describe('Redis journal', () => {

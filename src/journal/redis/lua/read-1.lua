@@ -14,9 +14,11 @@
   Returns nil (unknown), the final record, or {head, state, owner}.
 ]]
 -- @include records
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', ARGV[2] .. ARGV[3], '1', 'PX', ARGV[4])
-  if redis.call('PTTL', ARGV[2]) < tonumber(ARGV[4]) then redis.call('SET', ARGV[2], '1', 'PX', ARGV[4]) end
+-- A mark only ever lengthens: a short wait must not cut short a longer one elsewhere.
+local waitTtl = tonumber(ARGV[4])
+if waitTtl > 0 then
+  if redis.call('PTTL', ARGV[2] .. ARGV[3]) < waitTtl then redis.call('SET', ARGV[2] .. ARGV[3], '1', 'PX', waitTtl) end
+  if redis.call('PTTL', ARGV[2]) < waitTtl then redis.call('SET', ARGV[2], '1', 'PX', waitTtl) end
 end
 local kind = recordKind(KEYS[1])
 if kind == nil then return nil end
