@@ -27,6 +27,9 @@ export interface JournalDeps {
   readonly incompatible: (message: string) => void
 }
 
+/** The slowest transfer a record of MAX_BODY_BYTES is allowed beyond REDIS_COMMAND_TIMEOUT_MS: 4 MiB/s. */
+const BULK_BYTES_PER_MS = 4 * 1024 * 1024 / 1000
+
 /** Redis when one is configured (URL, Sentinel or Cluster); otherwise the in-process journal, with a warning that nothing can reach peers. */
 export function createJournal (config: Config, deps: JournalDeps): JournalBackend {
   if (config.redis === undefined) {
@@ -43,7 +46,8 @@ export function createJournal (config: Config, deps: JournalDeps): JournalBacken
     resultTtlSeconds: config.resultTtlSeconds,
     leaseTtlMs: config.leaseTtlMs,
     minReplicas: config.journalMinReplicas,
-    replicaTimeoutMs: config.journalReplicaTimeoutMs
+    replicaTimeoutMs: config.journalReplicaTimeoutMs,
+    bulkTimeoutMs: config.redisCommandTimeoutMs + Math.ceil(config.maxBodyBytes / BULK_BYTES_PER_MS)
   }, deps)
   let checked = false
   parts.connection.onRecovery(() => {
@@ -65,6 +69,8 @@ export interface RedisJournalSettings {
   /** 0: an accept counts once the primary has it. */
   readonly minReplicas: number
   readonly replicaTimeoutMs: number
+  /** The command timeout for accepts and completions that carry large records (default: commandTimeoutMs). */
+  readonly bulkTimeoutMs?: number
 }
 
 /** The parts of the Redis journal, wired together. */
@@ -80,7 +86,7 @@ export function createRedisJournal (settings: RedisJournalSettings, deps: Pick<J
   const { metrics, log } = deps
   const keys = journalKeys(settings.namespace, settings.partitions)
   const probeKeys = keys.partitions.map((partition) => partition.leases)
-  const connection = new RedisConnection({ target: settings.target, instanceId: settings.instanceId, commandTimeoutMs: settings.commandTimeoutMs, probeKeys, metrics, log })
+  const connection = new RedisConnection({ target: settings.target, instanceId: settings.instanceId, commandTimeoutMs: settings.commandTimeoutMs, ...(settings.bulkTimeoutMs !== undefined && { bulkTimeoutMs: settings.bulkTimeoutMs }), probeKeys, metrics, log })
   const replicated = settings.minReplicas > 0
     ? new ReplicatedWrites(connection, { minReplicas: settings.minReplicas, timeoutMs: settings.replicaTimeoutMs, probeKeys, metrics, log })
     : undefined

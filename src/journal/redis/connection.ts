@@ -17,6 +17,8 @@ export interface RedisConnectionOptions {
    * them, so on a cluster it knows which partitions' shards answer.
    */
   readonly probeKeys: readonly string[]
+  /** The command timeout of the connection that carries large records (at least commandTimeoutMs). */
+  readonly bulkTimeoutMs?: number
   readonly metrics: Metrics
   readonly log: Logger
 }
@@ -36,6 +38,16 @@ const HEALTH_TIMEOUT_MS = 500
  */
 export class RedisConnection {
   readonly client: RedisClient
+  /**
+   * Accepts and completions that carry large records go on a connection of their own,
+   * with a timeout that allows for their size: on the shared one, the commands queued
+   * behind a record of megabytes would wait for it and time out with it.
+   */
+  private readonly bulk: RedisClient
+  /** The health probes' own connection, so a large record in transit cannot fail them. */
+  private readonly prober: RedisClient
+  /** Connections that accepts go through besides the shared one: the journal is available only while they are up. */
+  private readonly writers: RedisClient[] = []
   /** On a cluster, completions publish on the shard (SPUBLISH) rather than to every node. */
   readonly publishCommand: 'PUBLISH' | 'SPUBLISH'
   private subscriber: RedisClient | undefined
@@ -55,6 +67,11 @@ export class RedisConnection {
     this.client.on('ready', () => this.checkHealth())
     this.client.on('error', (error: Error) => this.noteProblem(`Redis error: ${error.message}`))
     this.client.on('close', () => this.noteProblem('Redis connection closed'))
+    // Its own command timeout is only a backstop: the probe round's timeout judges (checkHealth).
+    this.prober = openClient(options.target, { commandTimeoutMs: 4 * HEALTH_TIMEOUT_MS, connectionName: `spotgate:${options.instanceId}:health`, autoPipelining: false })
+    this.prober.on('error', () => {})
+    this.prober.on('ready', () => this.checkHealth())
+    this.bulk = this.dedicatedClient('bulk', this.bulkTimeoutMs)
     this.healthTimer = setInterval(() => this.checkHealth(), HEALTH_INTERVAL_MS)
     this.healthTimer.unref()
     options.log.info({ redis: describeTarget(options.target) }, 'journal on Redis')
@@ -66,6 +83,10 @@ export class RedisConnection {
 
   get commandTimeoutMs (): number {
     return this.options.commandTimeoutMs
+  }
+
+  get bulkTimeoutMs (): number {
+    return Math.max(this.options.commandTimeoutMs, this.options.bulkTimeoutMs ?? 0)
   }
 
   get log (): Logger {
@@ -106,6 +127,11 @@ export class RedisConnection {
   /** Runs a script loaded from lua/ (binary-safe replies: Buffers). */
   script<T> (command: string, ...args: Array<string | Buffer | number>): Promise<T> {
     return callScript<T>(this.client, command, args)
+  }
+
+  /** Runs a script on the connection for large records (see `bulk`). */
+  bulkScript<T> (command: string, ...args: Array<string | Buffer | number>): Promise<T> {
+    return callScript<T>(this.bulk, command, args)
   }
 
   /**
@@ -189,10 +215,16 @@ export class RedisConnection {
     return reader
   }
 
-  /** A client of its own (for writes followed by WAIT, which holds its connection until replicas answer). */
+  /**
+   * A client of its own for writes (followed by WAIT, which holds its connection until
+   * replicas answer; or carrying large records). The journal counts as available only
+   * while it is connected too.
+   */
   dedicatedClient (name: string, commandTimeoutMs: number): RedisClient {
     const client = openClient(this.options.target, { commandTimeoutMs, connectionName: `spotgate:${this.options.instanceId}:${name}`, autoPipelining: true })
     client.on('error', () => {})
+    client.on('ready', () => this.checkHealth())
+    this.writers.push(client)
     return client
   }
 
@@ -200,8 +232,10 @@ export class RedisConnection {
     this.closed = true
     clearInterval(this.healthTimer)
     this.subscriber?.disconnect()
-    await this.client.quit().catch(() => {})
+    this.prober.disconnect()
+    await Promise.all([this.client.quit().catch(() => {}), this.bulk.quit().catch(() => {})])
     this.client.disconnect()
+    this.bulk.disconnect()
   }
 
   /**
@@ -214,20 +248,36 @@ export class RedisConnection {
     const round = this.probeRound
     if (round !== undefined) {
       if (now - round.startedAt > HEALTH_TIMEOUT_MS) {
-        this.apply(round.answered.map((answered) => (answered === undefined ? `Redis did not answer within ${HEALTH_TIMEOUT_MS} ms` : answered)))
+        // Judged after this turn's I/O: when the event loop was busy past the timeout, the
+        // answers may be waiting unread, and timers run before sockets are read.
+        setImmediate(() => {
+          if (this.probeRound === round) this.apply(round.answered.map((answered) => (answered === undefined ? `Redis did not answer within ${HEALTH_TIMEOUT_MS} ms` : answered)))
+        })
       }
       return
     }
-    if (this.client.status !== 'ready') {
-      this.noteProblem(`Redis connection is ${this.client.status}`)
-      return
+    // A writer that ended was closed on purpose (ioredis reconnects every other one).
+    for (const client of [this.client, this.prober, ...this.writers.filter((writer) => writer.status !== 'end')]) {
+      if (client.status !== 'ready') {
+        this.noteProblem(`Redis connection is ${client.status}`)
+        return
+      }
     }
     const answered: Array<string | null | undefined> = this.options.probeKeys.map(() => undefined)
     this.probeRound = { startedAt: now, answered }
-    void Promise.all(this.options.probeKeys.map((key, partition) => this.client.pttl(key).then(
+    // Behind Sentinel, a node demoted while the probe's connection stays open answers reads
+    // as a replica: the probe then tells nothing of the primary, so it reconnects.
+    const onPrimary = this.options.target.mode !== 'sentinel'
+      ? Promise.resolve(true)
+      : this.prober.role().then((role) => role[0] === 'master', () => true)
+    void Promise.all([onPrimary, ...this.options.probeKeys.map((key, partition) => this.prober.pttl(key).then(
       () => { answered[partition] = null },
       (error: Error) => { answered[partition] = `Redis failed a health check: ${error.message}` }
-    ))).then(() => {
+    ))]).then(([primary]) => {
+      if (primary === false) {
+        answered.fill('the health check reached a replica; reconnecting through Sentinel')
+        this.prober.disconnect(true)
+      }
       this.probeRound = undefined
       this.apply(answered as Array<string | null>)
     })

@@ -23,6 +23,8 @@ const MAX_UNSENT_COMPLETIONS = 10_000
 const UNSENT_RETRY_MS = 1000
 /** A waiter's key outlives its wait by this much, so a completion racing the wait's end is still published. */
 const WAITER_SLACK_MS = 1000
+/** A group carrying more than this goes on the connection for large records. */
+const BULK_BYTES = 256 * 1024
 
 /** What read-1.lua and accept-n.lua return for an existing request. */
 type ExistingReply = Buffer | [head: Buffer, state: Buffer, owner: Buffer]
@@ -193,12 +195,17 @@ export class RedisRequestJournal implements Journal {
     const stamp = this.acceptStamp()
     args.push(this.ttlMs, leaseTtlMs, this.redis.instanceId, stamp, partition.recordPrefix.length, partition.statePrefix)
     for (const entry of entries) args.push(entry.record)
+    // With replicas to wait for, the accept and its WAIT share the replicated writes' connection.
+    const bulk = replicated === undefined && entries.reduce((bytes, entry) => bytes + entry.record.length, 0) > BULK_BYTES
+    const script = <T>(command: string, ...scriptArgs: Array<string | Buffer | number>): Promise<T> =>
+      bulk ? this.redis.bulkScript<T>(command, ...scriptArgs) : this.redis.script<T>(command, ...scriptArgs)
+    const deadlineMs = bulk ? this.redis.bulkTimeoutMs * 2 : undefined
     // The clients of a failed accept get 503: what the call journaled is taken back, so
     // no peer runs a request whose client was told it was not accepted.
     const withdraw = (recordKeys: string[]): Promise<unknown> =>
-      this.redis.timed('withdraw', () => this.redis.script('spotgateWithdraw', recordKeys.length + 1, owned, ...recordKeys, this.redis.instanceId, partition.recordPrefix.length, partition.statePrefix, stamp, partition.waiterPrefix))
+      this.redis.timed('withdraw', () => script('spotgateWithdraw', recordKeys.length + 1, owned, ...recordKeys, this.redis.instanceId, partition.recordPrefix.length, partition.statePrefix, stamp, partition.waiterPrefix), deadlineMs)
     const replies = replicated === undefined
-      ? await this.redis.timed('accept', () => this.redis.script<Array<number | ExistingReply>>('spotgateAccept', ...args)).catch((error: Error) => {
+      ? await this.redis.timed('accept', () => script<Array<number | ExistingReply>>('spotgateAccept', ...args), deadlineMs).catch((error: Error) => {
         // No answer in time (a slow or hung Redis) does not mean the script will not run.
         // The withdrawal is sent on the same connection before the clients get their 503,
         // so Redis runs it right after the accept, before any retry a client sends
@@ -224,7 +231,13 @@ export class RedisRequestJournal implements Journal {
     const args: Array<string | Buffer | number> = [entries.length + 1, keys.owned(partition, this.redis.instanceId)]
     for (const entry of entries) args.push(partition.recordPrefix + entry.id)
     args.push(this.ttlMs, partition.recordPrefix.length, partition.waiterPrefix, partition.channelPrefix, this.redis.publishCommand)
-    for (const entry of entries) args.push(encodeFinalRecord(entry.fingerprint, entry.state, entry.response))
+    let bytes = 0
+    for (const entry of entries) {
+      const record = encodeFinalRecord(entry.fingerprint, entry.state, entry.response)
+      bytes += record.length
+      args.push(record)
+    }
+    if (bytes > BULK_BYTES) return this.redis.timed('complete', () => this.redis.bulkScript<number[]>('spotgateComplete', ...args), this.redis.bulkTimeoutMs * 2)
     return this.redis.timed('complete', () => this.redis.script<number[]>('spotgateComplete', ...args))
   }
 
