@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Metrics } from '../../metrics.js'
 import { JournalUnavailableError } from '../journal.js'
 import { callScript, type RedisConnection } from './connection.js'
-import type { RedisClient } from './clients.js'
+import { isCluster, type RedisClient } from './clients.js'
 
 export interface ReplicatedWritesOptions {
   /** Replicas that must acknowledge a write (`WAIT n`). */
@@ -171,7 +171,11 @@ export class ReplicatedWrites {
     await Promise.all([...byPrimary.values()].map(async (partitions) => {
       try {
         const results = await this.client.pipeline().pttl(probeKeys[partitions[0]]).wait(minReplicas, timeoutMs).exec() as Array<[Error | null, unknown]>
-        if (results[1][0] === null && (results[1][1] as number) >= minReplicas) this.restore(partitions)
+        const [waitError, acknowledged] = results[1]
+        if (waitError === null && (acknowledged as number) >= minReplicas) this.restore(partitions)
+        // A node demoted under this connection ("WAIT cannot be used with replica instances")
+        // keeps it open: reconnecting asks Sentinel (or the cluster) for the primary again.
+        else if (waitError !== null && !isCluster(this.client) && this.client.status === 'ready') this.client.disconnect(true)
       } catch {
         // Still degraded (or unreachable): probed again next round.
       }
