@@ -16,6 +16,10 @@ export interface ClientSettings {
 
 const reconnectDelay = (attempt: number): number => Math.min(50 * 2 ** attempt, 1000)
 
+/** Clients closed by closeClient: the only ones allowed to stay closed. */
+const closedOnPurpose = new WeakSet<RedisClient>()
+const RESTART_AFTER_END_MS = 500
+
 /** A failed-over primary that is still reachable answers writes with READONLY: reconnect to find the new one. */
 const reconnectOnReadOnly = (error: Error): 2 | false => (error.message.startsWith('READONLY') ? 2 : false)
 
@@ -36,7 +40,23 @@ export function openClient (target: RedisTarget, settings: ClientSettings, extra
   for (const script of loadScripts()) {
     client.defineCommand(script.command, { lua: script.lua, ...(script.numberOfKeys !== undefined && { numberOfKeys: script.numberOfKeys }) })
   }
+  // ioredis gives a client up for good ('end') when a connect attempt is cut short, as its
+  // Sentinel failover detector does when +switch-master arrives while it reconnects: the
+  // journal would stay unavailable until a restart. Such a client is started again.
+  client.on('end', () => {
+    if (closedOnPurpose.has(client)) return
+    setTimeout(() => {
+      if (!closedOnPurpose.has(client) && client.status === 'end') client.connect().catch(() => {})
+    }, RESTART_AFTER_END_MS).unref()
+  })
   return client
+}
+
+/** Closes a client for good (QUIT first when `gracefully`, so replies in flight arrive). */
+export async function closeClient (client: RedisClient, gracefully: boolean): Promise<void> {
+  closedOnPurpose.add(client)
+  if (gracefully) await client.quit().catch(() => {})
+  client.disconnect()
 }
 
 function createClient (target: RedisTarget, settings: ClientSettings, extra: Partial<ClusterOptions>): RedisClient {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import type { Metrics } from '../../metrics.js'
 import type { HistogramChild } from '../../preaggregated-metrics.js'
 import { JournalUnavailableError } from '../journal.js'
-import { isCluster, openClient, type RedisClient } from './clients.js'
+import { closeClient, isCluster, openClient, type RedisClient } from './clients.js'
 import { describeTarget, type RedisTarget } from './target.js'
 
 export interface RedisConnectionOptions {
@@ -231,11 +231,12 @@ export class RedisConnection {
   async close (): Promise<void> {
     this.closed = true
     clearInterval(this.healthTimer)
-    this.subscriber?.disconnect()
-    this.prober.disconnect()
-    await Promise.all([this.client.quit().catch(() => {}), this.bulk.quit().catch(() => {})])
-    this.client.disconnect()
-    this.bulk.disconnect()
+    await Promise.all([
+      ...(this.subscriber === undefined ? [] : [closeClient(this.subscriber, false)]),
+      closeClient(this.prober, false),
+      closeClient(this.client, true),
+      closeClient(this.bulk, true)
+    ])
   }
 
   /**

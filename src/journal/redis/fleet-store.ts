@@ -1,4 +1,4 @@
-import { createGroupWithTtl, type RedisClient } from './clients.js'
+import { closeClient, createGroupWithTtl, type RedisClient } from './clients.js'
 import type { RedisConnection } from './connection.js'
 import { REPLAY_GROUP, type JournalKeys, type PartitionKeys } from './keys.js'
 
@@ -176,7 +176,7 @@ export class FleetStore implements LeaseStore, ReplayStore {
   }
 
   stopReading (): void {
-    this.reader?.disconnect()
+    if (this.reader !== undefined) void closeClient(this.reader, false)
     this.reader = undefined
   }
 

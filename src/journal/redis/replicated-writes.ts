@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Metrics } from '../../metrics.js'
 import { JournalUnavailableError } from '../journal.js'
 import { callScript, type RedisConnection } from './connection.js'
-import { isCluster, type RedisClient } from './clients.js'
+import { closeClient, isCluster, type RedisClient } from './clients.js'
 
 export interface ReplicatedWritesOptions {
   /** Replicas that must acknowledge a write (`WAIT n`). */
@@ -127,8 +127,7 @@ export class ReplicatedWrites {
   async close (): Promise<void> {
     this.closed = true
     clearTimeout(this.probeTimer)
-    await this.client.quit().catch(() => {})
-    this.client.disconnect()
+    await closeClient(this.client, true)
   }
 
   /** The partitions `primary` holds now. */
